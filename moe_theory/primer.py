@@ -1,0 +1,99 @@
+"""The computations of the primer chapter, "A mixture of experts in one page".
+
+A 2-D regression problem whose target is built from different pieces in different
+parts of the plane, a small MoE trained on it, and the routing regions of its gate.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import torch
+
+from ._validation import check_dtype, check_k, check_positive_int, check_real, check_seed, check_tensor
+from .device import resolve_device
+from .layers import MoE
+from .training import TrainResult, fit_regressor
+
+__all__ = ["toy_target", "toy_dataset", "train_toy_moe", "routing_grid", "active_set_ids"]
+
+
+def toy_target(x: torch.Tensor) -> torch.Tensor:
+    """The primer's target ``f : [-1, 1]^2 -> R``, a different function on each side of two lines.
+
+    ``f(x) = sin(3 x_2)`` if ``x_1 > 0``; ``x_2^2 - 0.5`` if ``x_1 <= 0`` and ``x_2 > 0``;
+    ``0.5 (x_1 + x_2)`` otherwise. Returns shape (T, 1).
+    """
+    x = check_tensor("x", x, shape=(2,), ndim=2)
+    x1, x2 = x[:, 0], x[:, 1]
+    y = torch.where(x1 > 0, torch.sin(3 * x2), torch.where(x2 > 0, x2**2 - 0.5, 0.5 * (x1 + x2)))
+    return y[:, None]
+
+
+def toy_dataset(n: int, *, seed: int, device=None, dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` points uniform on ``[-1, 1]^2`` and their targets, drawn with ``seed`` (on CPU, then moved)."""
+    n = check_positive_int("n", n)
+    seed = check_seed("seed", seed)
+    dtype = check_dtype("dtype", dtype)
+    gen = torch.Generator().manual_seed(seed)
+    x = 2 * torch.rand(n, 2, generator=gen, dtype=dtype) - 1
+    return x.to(resolve_device(device)), toy_target(x).to(resolve_device(device))
+
+
+def train_toy_moe(*, n_experts: int = 4, k: int = 1, d_hidden: int = 16, steps: int = 600, n_train: int = 2048,
+                  lr: float = 1e-2, aux_weight: float = 0.01, seed: int = 0, device=None,
+                  dtype=torch.float32) -> tuple[MoE, TrainResult]:
+    """Train an ``N``-expert, top-``k`` MoE (Switch-style weights so the gate learns at k=1).
+
+    Returns the trained layer and its loss history. Deterministic for a fixed ``seed`` on CPU.
+    """
+    n_experts = check_positive_int("n_experts", n_experts)
+    k = check_k(k, n_experts)
+    seed = check_seed("seed", seed)
+    device = resolve_device(device)
+    torch.manual_seed(seed)  # parameter initialisation
+    model = MoE(2, d_hidden, n_experts, k, d_out=1, weighting="softmax", device=device, dtype=dtype)
+    x, y = toy_dataset(n_train, seed=seed + 1, device=device, dtype=dtype)
+    result = fit_regressor(model, x, y, steps=steps, lr=lr, aux_weight=aux_weight, seed=seed)
+    return model, result
+
+
+def active_set_ids(indices: np.ndarray, n_experts: int) -> np.ndarray:
+    """Map each row's active set (sorted) to its rank in the lexicographic list of k-subsets."""
+    indices = np.sort(np.asarray(indices), axis=-1)
+    k = indices.shape[-1]
+    k = check_k(k, n_experts, name="indices.shape[-1]")
+    lookup = {s: i for i, s in enumerate(itertools.combinations(range(n_experts), k))}
+    return np.array([lookup[tuple(row)] for row in indices.reshape(-1, k)]).reshape(indices.shape[:-1])
+
+
+def routing_grid(model: MoE, *, resolution: int = 200, box: float = 1.0):
+    """Evaluate the gate of a 2-D-input MoE on a grid.
+
+    Returns
+    -------
+    grid : dict
+        ``extent`` (for ``imshow``), ``top1`` (ny, nx) top-1 expert, ``active`` (ny, nx)
+        active-set id (see :func:`active_set_ids`), ``output`` (ny, nx) the layer's output.
+    """
+    if not isinstance(model, MoE) or model.d_model != 2:
+        raise TypeError("model must be an MoE with d_model = 2")
+    resolution = check_positive_int("resolution", resolution)
+    box = check_real("box", box, minimum=0.0, allow_equal_min=False)
+    p = next(model.parameters())
+    u = torch.linspace(-box, box, resolution, dtype=p.dtype, device=p.device)
+    X1, X2 = torch.meshgrid(u, u, indexing="xy")
+    pts = torch.stack([X1.reshape(-1), X2.reshape(-1)], dim=1)  # (R*R, 2)
+    with torch.no_grad():
+        out, routing = model(pts, return_routing=True)
+    idx = routing.indices.cpu().numpy()
+    shape = (resolution, resolution)
+    return {
+        "extent": (-box, box, -box, box),
+        "top1": idx[:, 0].reshape(shape),
+        "active": active_set_ids(idx, model.n_experts).reshape(shape),
+        "output": out[:, 0].cpu().numpy().reshape(shape),
+        "n_sets": math.comb(model.n_experts, model.k),
+    }
