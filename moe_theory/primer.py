@@ -12,24 +12,33 @@ import math
 import numpy as np
 import torch
 
-from ._validation import check_dtype, check_k, check_positive_int, check_real, check_seed, check_tensor
+from ._validation import check_dtype, check_int, check_k, check_positive_int, check_real, check_seed, check_tensor
 from .device import resolve_device
 from .layers import MoE
 from .training import TrainResult, fit_regressor
 
-__all__ = ["toy_target", "toy_dataset", "train_toy_moe", "routing_grid", "active_set_ids"]
+__all__ = ["toy_target", "quadrant", "piece_purity", "toy_dataset", "train_toy_moe", "routing_grid", "active_set_ids"]
 
 
 def toy_target(x: torch.Tensor) -> torch.Tensor:
-    """The primer's target ``f : [-1, 1]^2 -> R``, a different function on each side of two lines.
+    """The primer's target ``f : [-1, 1]^2 -> R``: a different function in each quadrant.
 
-    ``f(x) = sin(3 x_2)`` if ``x_1 > 0``; ``x_2^2 - 0.5`` if ``x_1 <= 0`` and ``x_2 > 0``;
-    ``0.5 (x_1 + x_2)`` otherwise. Returns shape (T, 1).
+    ``f(x) = sin(3(x_1 + x_2))`` for ``x_1 > 0, x_2 > 0``; ``x_1^2 + 0.5`` for ``x_1 <= 0 < x_2``;
+    ``0.5 x_2 - 0.5`` for ``x_1 <= 0, x_2 <= 0``; ``cos(3 x_1) - 1`` for ``x_1 > 0 >= x_2``.
+    It jumps across the axes, so a good fit needs a cut there. Returns shape (T, 1).
     """
     x = check_tensor("x", x, shape=(2,), ndim=2)
     x1, x2 = x[:, 0], x[:, 1]
-    y = torch.where(x1 > 0, torch.sin(3 * x2), torch.where(x2 > 0, x2**2 - 0.5, 0.5 * (x1 + x2)))
-    return y[:, None]
+    right = torch.where(x2 > 0, torch.sin(3 * (x1 + x2)), torch.cos(3 * x1) - 1)
+    left = torch.where(x2 > 0, x1**2 + 0.5, 0.5 * x2 - 0.5)
+    return torch.where(x1 > 0, right, left)[:, None]
+
+
+def quadrant(x: torch.Tensor) -> torch.Tensor:
+    """Index of the piece of :func:`toy_target` each point lies in (0..3, counter-clockwise from x_1, x_2 > 0)."""
+    x = check_tensor("x", x, shape=(2,), ndim=2)
+    up, right = x[:, 1] > 0, x[:, 0] > 0
+    return torch.where(up, torch.where(right, 0, 1), torch.where(right, 3, 2))
 
 
 def toy_dataset(n: int, *, seed: int, device=None, dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
@@ -42,12 +51,27 @@ def toy_dataset(n: int, *, seed: int, device=None, dtype=torch.float32) -> tuple
     return x.to(resolve_device(device)), toy_target(x).to(resolve_device(device))
 
 
-def train_toy_moe(*, n_experts: int = 4, k: int = 1, d_hidden: int = 16, steps: int = 600, n_train: int = 2048,
-                  lr: float = 1e-2, aux_weight: float = 0.01, seed: int = 0, device=None,
-                  dtype=torch.float32) -> tuple[MoE, TrainResult]:
-    """Train an ``N``-expert, top-``k`` MoE (Switch-style weights so the gate learns at k=1).
+def train_toy_moe(*, n_experts: int = 4, k: int = 1, d_hidden: int = 16, steps: int = 1000, n_train: int = 1024,
+                  lr: float = 3e-2, aux_weight: float = 0.01, seed: int = 0, device=None,
+                  dtype=torch.float32, snapshot_steps=(), snapshot_resolution: int = 120):
+    """Train an ``N``-expert, top-``k`` MoE on :func:`toy_target`.
 
-    Returns the trained layer and its loss history. Deterministic for a fixed ``seed`` on CPU.
+    The routing weights are Switch-style (``pi_i = p_i``) so that the gate is trained even for
+    ``k = 1`` (with renormalised weights it would get no gradient at ``k = 1``); a small
+    load-balancing term (weight ``aux_weight``) keeps every expert in use.
+
+    Parameters
+    ----------
+    snapshot_steps : sequence of int
+        Training steps (0 = before training) at which to record :func:`routing_grid`.
+
+    Returns
+    -------
+    model : MoE
+    result : TrainResult
+        Loss history; ``result.snapshots`` maps step -> routing grid when requested.
+
+    Deterministic for a fixed ``seed`` on CPU.
     """
     n_experts = check_positive_int("n_experts", n_experts)
     k = check_k(k, n_experts)
@@ -56,7 +80,16 @@ def train_toy_moe(*, n_experts: int = 4, k: int = 1, d_hidden: int = 16, steps: 
     torch.manual_seed(seed)  # parameter initialisation
     model = MoE(2, d_hidden, n_experts, k, d_out=1, weighting="softmax", device=device, dtype=dtype)
     x, y = toy_dataset(n_train, seed=seed + 1, device=device, dtype=dtype)
-    result = fit_regressor(model, x, y, steps=steps, lr=lr, aux_weight=aux_weight, seed=seed)
+    snapshot_steps = {check_int("snapshot_steps", s, minimum=0, maximum=steps) for s in snapshot_steps}
+    snapshots = {}
+
+    def record(step, m):
+        if step in snapshot_steps:
+            snapshots[step] = routing_grid(m, resolution=snapshot_resolution)
+
+    result = fit_regressor(model, x, y, steps=steps, lr=lr, aux_weight=aux_weight, seed=seed,
+                           callback=record if snapshot_steps else None)
+    result.snapshots = snapshots
     return model, result
 
 
@@ -97,3 +130,19 @@ def routing_grid(model: MoE, *, resolution: int = 200, box: float = 1.0):
         "output": out[:, 0].cpu().numpy().reshape(shape),
         "n_sets": math.comb(model.n_experts, model.k),
     }
+
+
+def piece_purity(grid: dict) -> float:
+    """Fraction of the square on which the routed (top-1) expert is the majority expert of its quadrant.
+
+    1.0 means the routing regions are exactly the four pieces of :func:`toy_target`, up to
+    relabelling (and possibly merging: one expert may own two pieces).
+    """
+    top1 = np.asarray(grid["top1"])
+    if top1.ndim != 2:
+        raise ValueError(f"grid['top1'] must be a 2-D label image, got shape {top1.shape}")
+    lo, hi = grid["extent"][0], grid["extent"][1]
+    u = torch.linspace(lo, hi, top1.shape[1], dtype=torch.float64)
+    X1, X2 = torch.meshgrid(u, u, indexing="xy")
+    piece = quadrant(torch.stack([X1.reshape(-1), X2.reshape(-1)], 1)).reshape(top1.shape).numpy()
+    return float(sum(np.bincount(top1[piece == p]).max() for p in range(4) if np.any(piece == p)) / top1.size)

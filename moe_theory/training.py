@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 from torch import nn
@@ -16,10 +17,11 @@ __all__ = ["TrainResult", "fit_regressor", "mse"]
 
 @dataclass
 class TrainResult:
-    """Loss history and wall time of :func:`fit_regressor`."""
+    """Loss history and wall time of :func:`fit_regressor` (``snapshots``: optional extras)."""
 
     losses: list[float] = field(default_factory=list)
     seconds: float = 0.0
+    snapshots: dict = field(default_factory=dict)
 
 
 def mse(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
@@ -30,7 +32,8 @@ def mse(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 
 def fit_regressor(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, steps: int = 1000, lr: float = 1e-2,
                   batch_size: int | None = None, aux_weight: float = 0.0, seed: int = 0,
-                  lr_decay: bool = True, clip: float | None = 1.0) -> TrainResult:
+                  lr_decay: bool = True, clip: float | None = 1.0,
+                  callback: Callable[[int, nn.Module], None] | None = None) -> TrainResult:
     """Train ``model`` to regress ``y`` on ``x`` with Adam and squared loss.
 
     Parameters
@@ -51,6 +54,9 @@ def fit_regressor(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, steps: 
         Seed of the minibatch sampler.
     clip : float, optional
         Gradient-norm clipping threshold.
+    callback : callable, optional
+        Called as ``callback(step, model)`` before the first step (``step = 0``) and after
+        every step (``step = 1..steps``), e.g. to record snapshots.
 
     Returns
     -------
@@ -72,7 +78,11 @@ def fit_regressor(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, steps: 
     result = TrainResult()
     start = time.perf_counter()
     T = x.shape[0]
-    for _ in range(steps):
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable or None, got {type(callback).__name__}")
+    if callback is not None:
+        callback(0, model)
+    for step in range(1, steps + 1):
         if batch_size is None or batch_size >= T:
             xb, yb = x, y
         else:
@@ -93,5 +103,7 @@ def fit_regressor(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, steps: 
         if sched is not None:
             sched.step()
         result.losses.append(float(loss.detach()))
+        if callback is not None:
+            callback(step, model)
     result.seconds = time.perf_counter() - start
     return result

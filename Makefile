@@ -1,0 +1,49 @@
+# The two commands of the README's quick start:
+#   make book   set up a virtual environment, install everything, build the executed book
+#   make test   the same set-up, a strict build (warnings and cell errors fatal), then the tests
+# Both work on a fresh machine; set PYTHON to choose the interpreter (3.10+).
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+TORCH  ?= torch==2.13.0
+JB_FLAGS ?= -W -n --keep-going
+
+.PHONY: book test setup tests-only browser-deps clean clean-cache chapter-times
+
+$(BIN)/.installed: requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# torch first: the pinned CPU wheel; requirements.txt then admits it and installs nothing more.
+	$(BIN)/python -m pip install -q "$(TORCH)"
+	$(BIN)/python -m pip install -q -r requirements.txt
+	$(BIN)/python -m pip install -q --no-deps -e .
+	touch $@
+
+setup: $(BIN)/.installed
+	$(BIN)/python scripts/vendor_static.py
+
+book: setup
+	$(BIN)/jupyter-book build $(JB_FLAGS) .
+	@echo "Book built: _build/html/index.html"
+
+# Headless Chromium and its driver for the browser test (Debian/Ubuntu; needs root or sudo).
+browser-deps:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then echo "chromium present"; \
+	else SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); $$SUDO apt-get update -q && \
+	  $$SUDO apt-get install -y -q chromium chromium-driver; fi
+
+test: browser-deps book
+	$(BIN)/python -m pytest -q
+
+tests-only: setup
+	$(BIN)/python -m pytest -q
+
+chapter-times:
+	$(BIN)/python scripts/chapter_times.py
+
+clean-cache:
+	rm -rf _build/.jupyter_cache
+
+clean:
+	rm -rf _build

@@ -1,0 +1,102 @@
+"""The primer chapter's computations and the shared training loop."""
+
+import numpy as np
+import pytest
+import torch
+
+from moe_theory import MoE, fit_regressor, mse, show_source, expert_colors
+from moe_theory.primer import (active_set_ids, piece_purity, quadrant, routing_grid, toy_dataset, toy_target,
+                               train_toy_moe)
+
+
+def test_toy_target_is_the_stated_piecewise_function():
+    x = torch.tensor([[0.5, 0.5], [-0.5, 0.5], [-0.5, -0.5], [0.5, -0.5]], dtype=torch.float64)
+    expected = torch.tensor([np.sin(3.0), 0.75, -0.75, np.cos(1.5) - 1], dtype=torch.float64)
+    assert torch.allclose(toy_target(x)[:, 0], expected)
+    assert quadrant(x).tolist() == [0, 1, 2, 3]
+
+
+def test_toy_dataset_is_seeded_and_in_the_square():
+    a, ya = toy_dataset(100, seed=3, device="cpu")
+    b, yb = toy_dataset(100, seed=3, device="cpu")
+    assert torch.equal(a, b) and torch.equal(ya, yb)
+    assert a.abs().max() <= 1 and a.shape == (100, 2) and ya.shape == (100, 1)
+
+
+def test_train_toy_moe_is_deterministic_and_learns():
+    m1, r1 = train_toy_moe(steps=60, seed=4, device="cpu", snapshot_steps=(0, 60), snapshot_resolution=20)
+    m2, r2 = train_toy_moe(steps=60, seed=4, device="cpu")
+    assert r1.losses == r2.losses
+    assert r1.losses[-1] < 0.5 * r1.losses[0]
+    assert set(r1.snapshots) == {0, 60} and r1.snapshots[0]["top1"].shape == (20, 20)
+
+
+def test_piece_purity_is_one_for_a_quadrant_router_and_low_for_one_expert():
+    layer = MoE(2, 4, 4, 1, device="cpu", dtype=torch.float64)
+    with torch.no_grad():
+        layer.router.weight.copy_(torch.tensor([[1.0, 1.0], [-1.0, 1.0], [-1.0, -1.0], [1.0, -1.0]]))
+        layer.router.bias.zero_()
+    grid = routing_grid(layer, resolution=64)
+    assert piece_purity(grid) == pytest.approx(1.0)
+    grid["top1"] = np.zeros((64, 64), dtype=int)
+    assert piece_purity(grid) == pytest.approx(1.0)  # one expert for all four pieces: merged, still pure
+    grid["top1"] = (np.indices((64, 64))[1] % 2)  # stripes: half the square disagrees
+    assert piece_purity(grid) == pytest.approx(0.5)
+
+
+def test_active_set_ids_rank_subsets_lexicographically():
+    idx = np.array([[0, 1], [1, 0], [2, 3], [0, 3]])
+    assert active_set_ids(idx, 4).tolist() == [0, 0, 5, 2]
+    with pytest.raises(ValueError, match="indices.shape"):
+        active_set_ids(np.zeros((2, 5), dtype=int), 4)
+
+
+def test_routing_grid_counts_and_rejects_bad_models():
+    layer = MoE(2, 4, 5, 2, device="cpu", dtype=torch.float64)
+    grid = routing_grid(layer, resolution=30)
+    assert grid["n_sets"] == 10 and grid["active"].max() < 10
+    with pytest.raises(TypeError, match="model must be an MoE with d_model = 2"):
+        routing_grid(MoE(3, 4, 5, 2, device="cpu"))
+    with pytest.raises(ValueError, match="resolution must be >= 1"):
+        routing_grid(layer, resolution=0)
+    with pytest.raises(ValueError, match="box must be > 0.0"):
+        routing_grid(layer, box=0)
+
+
+def test_primer_functions_reject_bad_input():
+    with pytest.raises(ValueError, match=r"x must have shape \(\.\.\., 2\)"):
+        toy_target(torch.zeros(3, 3))
+    with pytest.raises(ValueError, match="n must be >= 1"):
+        toy_dataset(0, seed=1)
+    with pytest.raises(ValueError, match=r"k must satisfy 1 <= k <= n_experts \(= 4\), got k=5"):
+        train_toy_moe(k=5)
+    with pytest.raises(ValueError, match="snapshot_steps must satisfy"):
+        train_toy_moe(steps=5, snapshot_steps=(9,), device="cpu")
+    with pytest.raises(ValueError, match=r"grid\['top1'\] must be a 2-D label image"):
+        piece_purity({"top1": np.zeros(4), "extent": (-1, 1, -1, 1)})
+
+
+def test_fit_regressor_reduces_loss_and_validates():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(2, 16), torch.nn.ReLU(), torch.nn.Linear(16, 1)).double()
+    x, y = toy_dataset(256, seed=0, device="cpu", dtype=torch.float64)
+    before = mse(model, x, y)
+    calls = []
+    res = fit_regressor(model, x, y, steps=50, lr=1e-2, batch_size=64, callback=lambda s, m: calls.append(s))
+    assert mse(model, x, y) < before and len(res.losses) == 50 and calls == list(range(51))
+    with pytest.raises(ValueError, match="x and y must have the same number of rows"):
+        fit_regressor(model, x, y[:10])
+    with pytest.raises(ValueError, match="lr must be > 0.0"):
+        fit_regressor(model, x, y, lr=0.0)
+    with pytest.raises(TypeError, match="callback must be callable or None"):
+        fit_regressor(model, x, y, steps=1, callback=5)
+
+
+def test_plotting_helpers_palette_and_source():
+    assert expert_colors(3) == ["#1f77b4", "#ff7f0e", "#2ca02c"]
+    assert expert_colors(25)[20] == expert_colors(25)[0]
+    assert "def toy_target" in show_source(toy_target).data
+    with pytest.raises(TypeError, match="obj must be a function, class, method or module"):
+        show_source(3)
+    with pytest.raises(ValueError, match="n must be >= 1"):
+        expert_colors(0)
