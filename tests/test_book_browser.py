@@ -20,8 +20,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-HTML = ROOT / "_build" / "html"
-SHOTS = ROOT / "_build" / "shots"
+# MOE_BOOK_HTML points the check at another build (scripts/build_chapter.py builds one chapter).
+HTML = Path(os.environ.get("MOE_BOOK_HTML", ROOT / "_build" / "html")).resolve()
+SHOTS = HTML.parent / "shots"
 SKIP_PAGES = {"genindex.html", "search.html", "index.html", "prf-prf.html"}
 
 pytestmark = pytest.mark.browser
@@ -40,8 +41,8 @@ def _pages() -> list[Path]:
 
 @pytest.fixture(scope="module")
 def server():
-    if not (HTML / "book" / "primer.html").exists():
-        pytest.fail("the book is not built: run `make book` (or `make test`) before the browser test")
+    if not (HTML / "book" / "intro.html").exists():
+        pytest.fail(f"the book is not built in {HTML}: run `make book` (or `make test`) before the browser test")
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(HTML))
     handler.log_message = lambda *a, **k: None
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -175,6 +176,8 @@ def test_every_page_renders_math_outputs_and_widgets_offline(browser, server):
 
 
 def test_primer_widget_moves_in_the_static_page(browser, server):
+    if not (HTML / "book" / "primer.html").exists():
+        pytest.skip("this build has no primer page (a single-chapter build)")
     browser.get(f"{server}/book/primer.html")
     browser.execute_async_script(WAIT_MATHJAX)
     moves = browser.execute_script(MOVE_CONTROLS)

@@ -1,0 +1,67 @@
+"""Build one chapter (plus the intro, notation, primer and bibliography pages) into its own folder.
+
+For writing a chapter: it executes and builds only that page, strictly (warnings and cell
+errors fatal, as the full build), with its own execution cache, so several chapters can be
+built at once without touching ``_build/``. Then, optionally, it runs the browser check on
+the result::
+
+    .venv/bin/python scripts/build_chapter.py tropical            # -> _build_chapters/tropical/_build/html
+    .venv/bin/python scripts/build_chapter.py tropical --browser  # ... and the headless-Chromium test
+
+Screenshots land in ``_build_chapters/<name>/_build/shots/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("chapters", nargs="+", help="chapter file names under book/, without .md")
+    parser.add_argument("--out", default=None, help="output folder (default _build_chapters/<first chapter>)")
+    parser.add_argument("--browser", action="store_true", help="run tests/test_book_browser.py on the result")
+    args = parser.parse_args(argv)
+    for name in args.chapters:
+        if not (ROOT / "book" / f"{name}.md").exists():
+            parser.error(f"chapters must name files under book/, got {name!r} (no book/{name}.md)")
+    out = Path(args.out or ROOT / "_build_chapters" / args.chapters[0]).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    config["execute"]["cache"] = str(out / ".jupyter_cache")
+    # Paths in the configuration are relative to the folder of the config file: make them absolute.
+    config["bibtex_bibfiles"] = [str(ROOT / p) for p in config["bibtex_bibfiles"]]
+    sphinx = config["sphinx"]
+    sphinx["local_extensions"] = {k: str(ROOT / v) for k, v in sphinx["local_extensions"].items()}
+    sphinx["config"]["html_extra_path"] = [str(ROOT / p) for p in sphinx["config"]["html_extra_path"]]
+    (out / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+    chapters = [{"file": "book/notation"}, {"file": "book/primer"}] + [{"file": f"book/{n}"} for n in args.chapters]
+    toc = {"format": "jb-book", "root": "book/intro",
+           "parts": [{"caption": "Chapters", "chapters": chapters + [{"file": "book/bibliography"}]}]}
+    (out / "_toc.yml").write_text(yaml.safe_dump(toc, sort_keys=False))
+
+    jb = Path(sys.executable).with_name("jupyter-book")
+    cmd = [str(jb), "build", "-W", "-n", "--keep-going", "--config", str(out / "_config.yml"),
+           "--toc", str(out / "_toc.yml"), "--path-output", str(out), str(ROOT)]
+    start = time.perf_counter()
+    rc = subprocess.call(cmd, cwd=ROOT)
+    print(f"build of {args.chapters} finished with rc={rc} in {time.perf_counter() - start:.1f} s; "
+          f"pages in {out / '_build' / 'html'}")
+    if rc or not args.browser:
+        return rc
+    env = {**os.environ, "MOE_BOOK_HTML": str(out / "_build" / "html")}
+    return subprocess.call([sys.executable, "-m", "pytest", "-q", "tests/test_book_browser.py"], cwd=ROOT, env=env)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
