@@ -2,9 +2,11 @@
 
 MyST-NB's cache (jupyter-cache) is keyed on a notebook's code cells only, so editing
 ``moe_theory`` would not re-execute the chapters that use it. At ``builder-inited`` this
-extension hashes every ``moe_theory/**/*.py`` file; when the hash differs from the one
-stored beside the cache, it removes the cached executions of notebooks whose code
-imports ``moe_theory``, so exactly those chapters run again.
+extension hashes every ``moe_theory/**/*.py`` file and the saved results the library reads
+(``results/**`` and ``benchmarks/*.json``: regenerating a full-scale result must refresh the
+chapter that shows it); when the hash differs from the one stored beside the cache, it removes
+the cached executions of notebooks whose code imports ``moe_theory``, so exactly those chapters
+run again.
 """
 
 from __future__ import annotations
@@ -20,10 +22,15 @@ LIBRARY = "moe_theory"
 STAMP = "moe_theory.sha256"
 
 
+#: What the chapters' outputs depend on besides their own code: (folder, glob) pairs under the root.
+SOURCES = ((LIBRARY, "*.py"), ("results", "*"), ("benchmarks", "*.json"))
+
+
 def library_hash(root: Path) -> str:
-    """SHA-256 over the relative paths and bytes of the library's Python files."""
+    """SHA-256 over the relative paths and bytes of the library's Python files and saved results."""
     h = hashlib.sha256()
-    for path in sorted((root / LIBRARY).rglob("*.py")):
+    files = {p for folder, pattern in SOURCES for p in (root / folder).rglob(pattern) if p.is_file()}
+    for path in sorted(files):
         h.update(str(path.relative_to(root)).encode())
         h.update(path.read_bytes())
     return h.hexdigest()

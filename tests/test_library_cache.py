@@ -50,3 +50,21 @@ def test_library_hash_changes_with_content_and_new_files(tmp_path):
     (tmp_path / "moe_theory" / "a.py").write_text("A = 2\n")
     h3 = library_cache.library_hash(tmp_path)
     assert len({h1, h2, h3}) == 3
+
+
+def test_library_hash_changes_with_saved_results(tmp_path):
+    """Regenerating a full-scale result file must re-execute the chapters that show it."""
+    (tmp_path / "moe_theory").mkdir()
+    (tmp_path / "moe_theory" / "a.py").write_text("A = 1\n")
+    h1 = library_cache.library_hash(tmp_path)
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "exp.json").write_text("{}")
+    h2 = library_cache.library_hash(tmp_path)
+    (tmp_path / "results" / "exp.json").write_text('{"x": 1}')
+    h3 = library_cache.library_hash(tmp_path)
+    (tmp_path / "benchmarks").mkdir()
+    (tmp_path / "benchmarks" / "results.json").write_text("{}")
+    h4 = library_cache.library_hash(tmp_path)
+    (tmp_path / "benchmarks" / "bench.py").write_text("")  # benchmark code is not a chapter input
+    h5 = library_cache.library_hash(tmp_path)
+    assert len({h1, h2, h3, h4}) == 4 and h5 == h4
