@@ -31,7 +31,8 @@ __all__ = [
     "tropical_elementary_symmetric", "tropical_elementary_symmetric_brute", "topk_mask", "routing_gap",
     "soft_elementary_symmetric", "hypersimplex_vertices", "hypersimplex_edges", "normal_cone_inequalities",
     "sum_zero_basis", "eulerian_number", "hypersimplex_volume", "stirling_first", "braid_section_count",
-    "general_position_bound", "voronoi_router",
+    "general_position_bound", "voronoi_router", "coalition_color", "plot_topk_regions",
+    "plot_hypersimplex4", "plot_normal_fan4",
 ]
 
 
@@ -357,6 +358,89 @@ def voronoi_router(sites) -> tuple[np.ndarray, np.ndarray]:
     """
     sites = check_array("sites", sites, ndim=2)
     return 2.0 * sites, -np.sum(sites**2, axis=1)
+
+
+def coalition_color(S, n: int) -> np.ndarray:
+    """RGB colour of the expert set ``S`` out of ``n``: the mean of its experts' book colours."""
+    from matplotlib.colors import to_rgb
+
+    from .plotting import expert_colors
+
+    cols = expert_colors(n)
+    return np.mean([to_rgb(cols[i]) for i in S], axis=0)
+
+
+def plot_topk_regions(ax, W, b, k: int, *, box: float = 3.0, resolution: int = 200, label: bool = True):
+    """Draw the routing regions of a 2-D router on ``[-box, box]^2``, each in its coalition colour.
+
+    Walls (pixels whose neighbour has another active set) are white; with ``label``, each
+    region big enough gets its set written at its centre. Returns the number of sets seen.
+    """
+    from .tropical_counting import active_set_ids
+
+    W = check_array("W", W, shape=(None, 2), ndim=2)
+    u = np.linspace(-box, box, resolution)
+    X = np.stack(np.meshgrid(u, u, indexing="xy"), -1).reshape(-1, 2)  # (r*r, 2)
+    ids = active_set_ids(W, b, k, X).reshape(resolution, resolution)
+    subsets = list(itertools.combinations(range(len(W)), k))
+    seen = np.unique(ids)
+    palette = np.zeros((len(subsets), 3))
+    palette[seen] = [coalition_color(subsets[i], len(W)) for i in seen]
+    img = palette[ids]  # (r, r, 3)
+    wall = np.zeros(ids.shape, bool)
+    wall[1:] |= ids[1:] != ids[:-1]
+    wall[:, 1:] |= ids[:, 1:] != ids[:, :-1]
+    img[wall] = 1.0
+    ax.imshow(img, origin="lower", extent=(-box, box, -box, box), interpolation="nearest")
+    if label:
+        for i in seen:
+            yy, xx = np.nonzero(ids == i)
+            if len(xx) > resolution**2 / 60:
+                ax.text(u[int(np.median(xx))], u[int(np.median(yy))], "".join(map(str, subsets[i])),
+                        ha="center", va="center", fontsize=7, color="k",
+                        bbox=dict(boxstyle="round,pad=0.1", fc="white", ec="none", alpha=0.6))
+    ax.set(xlabel="$x_1$", ylabel="$x_2$")
+    return len(seen)
+
+
+def plot_hypersimplex4(ax, k: int, g=None):
+    """Draw ``Delta(4, k)`` on a 3-D axis, in the orthonormal coordinates of ``1^perp``.
+
+    Vertices are labelled by their sets; with logits ``g`` the vertex ``1_S`` maximising
+    ``<g, y>`` (``S = S_k(g)``) is ringed and the projected direction of ``g`` drawn as an arrow.
+    """
+    B = sum_zero_basis(4)  # (3, 4)
+    V = hypersimplex_vertices(4, k)
+    P = (V - k / 4) @ B.T  # (C(4,k), 3), centred
+    for a, c in hypersimplex_edges(4, k):
+        ax.plot(*P[[a, c]].T, color="0.4", lw=1)
+    subsets = list(itertools.combinations(range(4), k))
+    ax.scatter(*P.T, c=[coalition_color(S, 4) for S in subsets], s=60, depthshade=False)
+    for p, S in zip(P, subsets):
+        ax.text(*(1.18 * p), "{" + ",".join(map(str, S)) + "}", fontsize=7, ha="center")
+    if g is not None:
+        g = check_array("g", g, shape=(4,), ndim=1)
+        best = int(np.argmax(V @ g))
+        ax.scatter(*P[best], s=260, facecolors="none", edgecolors="k", lw=1.5, depthshade=False)
+        u = B @ g
+        u = 0.9 * np.abs(P).max() * u / np.linalg.norm(u)
+        ax.quiver(0, 0, 0, *u, color="k", lw=1.5, arrow_length_ratio=0.15)
+    ax.set(xlabel="$u_1$", ylabel="$u_2$", zlabel="$u_3$")
+    return ax
+
+
+def plot_normal_fan4(ax, k: int, n_points: int = 1500):
+    """The normal fan of ``Delta(4, k)``: points ``u`` of the unit sphere of ``1^perp``, coloured by ``S_k(B^T u)``."""
+    n_points = check_positive_int("n_points", n_points)
+    i = np.arange(n_points) + 0.5
+    z, phi = 1 - 2 * i / n_points, np.pi * (1 + 5**0.5) * i  # Fibonacci sphere
+    U = np.column_stack([np.sqrt(1 - z**2) * np.cos(phi), np.sqrt(1 - z**2) * np.sin(phi), z])  # (n, 3)
+    G = U @ sum_zero_basis(4)  # logits (n, 4), sum zero
+    order = _desc_order(G)[:, :k]
+    cols = [coalition_color(sorted(S), 4) for S in order.tolist()]
+    ax.scatter(*U.T, c=cols, s=6, depthshade=False)
+    ax.set(xlabel="$u_1$", ylabel="$u_2$", zlabel="$u_3$")
+    return ax
 
 
 # Regions in input space: re-exported so that the issue's names import from this module.
