@@ -429,7 +429,7 @@ def plot_hypersimplex4(ax, k: int, g=None):
     return ax
 
 
-def plot_normal_fan4(ax, k: int, n_points: int = 1500):
+def plot_normal_fan4(ax, k: int, n_points: int = 600):
     """The normal fan of ``Delta(4, k)``: points ``u`` of the unit sphere of ``1^perp``, coloured by ``S_k(B^T u)``."""
     n_points = check_positive_int("n_points", n_points)
     i = np.arange(n_points) + 0.5
