@@ -8,26 +8,27 @@ The layer computes
 
 .. math::  y(x) = \\sum_{i \\in S_k(g(x))} \\pi_i(x)\\, E_i(x),
 
-where ``E_i`` is expert ``i`` (a 2-layer MLP) and ``pi`` are the routing weights
-(softmax over the selected logits by default, as in Mixtral).
+where ``E_i`` is expert ``i`` (a 2-layer MLP, or a SwiGLU block as in Mixtral) and ``pi``
+are the routing weights (softmax over the selected logits by default, as in Mixtral).
 
 Two computations of the same function are kept:
 
 * :meth:`MoE.forward_reference` loops over experts and is the test oracle;
-* :meth:`MoE.forward` uses a vectorised dispatch (see its ``dispatch`` argument).
+* :meth:`MoE.forward` uses a vectorised dispatch with no Python loop over experts
+  (see its ``dispatch`` argument: dense, padded batched matmul, or tokens sorted by
+  expert with a grouped matmul).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ._validation import (check_bool, check_choice, check_dtype, check_k, check_positive_int,
-                          check_real, check_tensor)
+                          check_positive_real, check_tensor)
 from .device import resolve_device
 
 __all__ = [
@@ -44,8 +45,9 @@ __all__ = [
 def topk_route(logits: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Indices and values of the ``k`` largest logits, ties broken by the smaller index.
 
-    ``torch.topk`` leaves the order of ties unspecified; a *stable* descending sort
-    keeps equal logits in index order, so the active set is a function of ``g`` alone.
+    ``torch.topk`` leaves the order of ties unspecified; the result here is that of a
+    *stable* descending sort, which keeps equal logits in index order, so the active set
+    is a function of ``g`` alone.
 
     Parameters
     ----------
@@ -59,7 +61,15 @@ def topk_route(logits: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor
     indices : torch.LongTensor, shape (..., k)
         ``S_k(g)`` listed from the largest logit down.
     values : torch.Tensor, shape (..., k)
-        ``g_(1) >= ... >= g_(k)``.
+        ``g_(1) >= ... >= g_(k)`` (differentiable in ``logits``).
+
+    Notes
+    -----
+    A full sort costs ``O(N log N)`` per token and is slow on CPU for ``N = 64``. For
+    ``k <= 4`` the indices are found by ``k`` rounds of "first index of the largest remaining
+    logit" (:func:`torch.max` returns the first maximal index), which is the stable order
+    exactly; for larger ``k`` by :func:`torch.topk` on ``k + 1`` entries when these are all
+    distinct (checked), and by the stable sort when they are not.
 
     Examples
     --------
@@ -68,11 +78,38 @@ def topk_route(logits: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor
     """
     logits = check_tensor("logits", logits, min_ndim=1)
     k = check_k(k, logits.shape[-1], n_name="logits.shape[-1]")
-    values, indices = torch.sort(logits, dim=-1, descending=True, stable=True)
-    return indices[..., :k], values[..., :k]
+    return _topk_route(logits, k)
 
 
-@dataclass
+_ITERATIVE_TOPK_MAX_K = 4
+
+
+def _topk_indices(g: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices of :func:`topk_route` (no validation, no gradient)."""
+    N = g.shape[-1]
+    if k < N and g.numel():
+        if k <= _ITERATIVE_TOPK_MAX_K:
+            # k rounds of "first index of the largest remaining logit" (torch.max returns the
+            # first maximal index), masking each pick: exactly the stable descending order.
+            picked, rest = [], g
+            for j in range(k):
+                index = rest.max(dim=-1, keepdim=True)[1]
+                picked.append(index)
+                if j + 1 < k:
+                    rest = rest.scatter(-1, index, -math.inf)
+            return torch.cat(picked, -1) if k > 1 else picked[0]
+        values, indices = torch.topk(g, k + 1, dim=-1, largest=True, sorted=True)
+        if not bool((values[..., 1:] == values[..., :-1]).any()):  # k + 1 distinct: no tie to break
+            return indices[..., :k]
+    return torch.sort(g, dim=-1, descending=True, stable=True)[1][..., :k]
+
+
+def _topk_route(logits: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    with torch.no_grad():
+        indices = _topk_indices(logits.detach(), k)
+    return indices, logits.gather(-1, indices)
+
+
 class Routing:
     """What a router decided for a batch of tokens (all tensors flattened to ``T`` tokens).
 
@@ -85,16 +122,32 @@ class Routing:
     logits : Tensor (T, N)
         Gate logits ``g`` (after noise, for the noisy router).
     probs : Tensor (T, N)
-        ``p = softmax(g)``.
+        ``p = softmax(g)`` (computed from ``logits`` on first access when given as ``None``).
     load : Tensor (N,)
         Number of tokens each expert received (kept tokens, after any capacity limit).
+    kept : BoolTensor (T, k), optional
+        Which (token, slot) assignments were served; ``None`` when no capacity limit was
+        applied (all kept). A dropped slot contributes nothing to the output.
     """
 
-    indices: torch.Tensor
-    weights: torch.Tensor
-    logits: torch.Tensor
-    probs: torch.Tensor
-    load: torch.Tensor
+    def __init__(self, indices: torch.Tensor, weights: torch.Tensor, logits: torch.Tensor,
+                 probs: torch.Tensor | None, load: torch.Tensor, kept: torch.Tensor | None = None):
+        self.indices, self.weights, self.logits, self.load, self.kept = indices, weights, logits, load, kept
+        self._probs = probs
+
+    @property
+    def probs(self) -> torch.Tensor:
+        if self._probs is None:
+            self._probs = torch.softmax(self.logits, dim=-1)
+        return self._probs
+
+    @probs.setter
+    def probs(self, value: torch.Tensor) -> None:
+        self._probs = value
+
+    def __repr__(self) -> str:
+        return (f"Routing(T={self.indices.shape[0]}, k={self.k}, n_experts={self.n_experts}, "
+                f"load={self.load.tolist()}, capacity_limited={self.kept is not None})")
 
     @property
     def n_experts(self) -> int:
@@ -105,9 +158,10 @@ class Routing:
         return self.indices.shape[-1]
 
     def combine_matrix(self) -> torch.Tensor:
-        """Dense ``(T, N)`` matrix of routing weights (zero off the active set)."""
+        """Dense ``(T, N)`` matrix of routing weights (zero off the active set and on dropped slots)."""
+        weights = self.weights if self.kept is None else self.weights * self.kept.to(self.weights.dtype)
         dense = torch.zeros_like(self.logits)
-        return dense.scatter(-1, self.indices, self.weights)
+        return dense.scatter(-1, self.indices, weights)
 
     def load_fraction(self) -> torch.Tensor:
         """Fraction of routed (token, slot) pairs each expert received; sums to 1."""
@@ -178,11 +232,12 @@ class TopKRouter(_LinearGate):
         self.weighting = check_choice("weighting", weighting, ("renormalized", "softmax"))
 
     def _route_logits(self, g: torch.Tensor) -> Routing:
-        indices, top = topk_route(g, self.k)  # (T, k)
-        p = torch.softmax(g, dim=-1)  # (T, N)
+        indices, top = _topk_route(g, self.k)  # (T, k)
         if self.weighting == "renormalized":
             weights = torch.softmax(top, dim=-1)  # (T, k)
+            p = None  # softmax(g), computed when first read (the layer's output does not need it)
         else:
+            p = torch.softmax(g, dim=-1)  # (T, N)
             weights = p.gather(-1, indices)  # (T, k)
         load = torch.bincount(indices.reshape(-1), minlength=self.n_experts).to(g.dtype)
         return Routing(indices, weights, g, p, load)
@@ -221,14 +276,122 @@ class NoisyTopKRouter(TopKRouter):
 
 
 _ROUTERS = ("topk", "softmax", "noisy_topk")
-_DISPATCH = ("dense", "loop")
+_DISPATCH = ("auto", "sorted", "padded", "dense", "loop")
+_EXPERTS = ("mlp", "swiglu")
+
+# Size thresholds of dispatch="auto" (measured on a 2-core CPU, see benchmarks/README.md).
+_DENSE_MAX_MACS = 1 << 21   # dense if T * N * (expert MACs per token) is at most this ...
+_PADDED_MAX_WASTE = 1.5     # ... padded if N * max_load <= this * (kept assignments) ...
+_SORTED_MIN_WIDTH = 128     # ... and sorted (grouped matmul) only for experts at least this wide.
+
+
+def _grouped_mm_supported(a: torch.Tensor, weights: tuple[torch.Tensor, ...], widths: tuple[int, ...]) -> bool:
+    """Whether :func:`torch.nn.functional.grouped_mm` runs here for these operands (no fallback inside)."""
+    if not hasattr(F, "grouped_mm"):
+        return False
+    if a.device.type == "cpu":
+        ok_dtypes = (torch.float32, torch.bfloat16)
+    elif a.device.type == "cuda":
+        ok_dtypes = (torch.bfloat16,)
+        if torch.cuda.get_device_capability(a.device) < (8, 0):
+            return False
+    else:
+        return False
+    if a.dtype not in ok_dtypes:
+        return False
+    size = a.element_size()
+    # The CPU kernel wants 16-byte strides and 16-byte-aligned data.
+    return all(w * size % 16 == 0 for w in widths) and all(t.data_ptr() % 16 == 0 for t in weights)
+
+
+_LEVEL_GATHER_ROWS = 16      # padded path: cost of gathering one expert's weights, in buffer rows
+_LEVEL_OVERHEAD = 0.03       # ... and of one more level, as a fraction of the T k useful rows
+
+
+def _padding_levels(loads: list[int], useful_rows: int) -> list[int]:
+    """Rank thresholds ``0 = t_0 < ... < t_L = max load`` of the padded path (``L <= 3``).
+
+    With one level every expert gets ``max load`` rows (``N * max load`` in all). With more,
+    level ``l`` gives ranks ``[t_l, t_{l+1})`` only to the experts whose load exceeds ``t_l``;
+    the thresholds minimise padded rows plus a cost per gathered expert and per level.
+    """
+    L = np.asarray(loads, dtype=np.int64)
+    N, top = L.size, int(L.max()) if L.size else 0
+    best_cost, best = float(N * top), [0, max(top, 1)]
+    cand = np.unique(L[(L > 0) & (L < top)])
+    if cand.size == 0:
+        return best
+    over = (L[None, :] > cand[:, None]).sum(1)  # experts above each candidate threshold
+    extra = _LEVEL_OVERHEAD * useful_rows
+    cost2 = N * cand + over * (top - cand + _LEVEL_GATHER_ROWS) + extra
+    i = int(np.argmin(cost2))
+    if cost2[i] < best_cost:
+        best_cost, best = float(cost2[i]), [0, int(cand[i]), top]
+    if cand.size > 1:
+        t1, t2, n1, n2 = cand[:, None], cand[None, :], over[:, None], over[None, :]
+        cost3 = N * t1 + n1 * (t2 - t1 + _LEVEL_GATHER_ROWS) + n2 * (top - t2 + _LEVEL_GATHER_ROWS) + 2 * extra
+        cost3 = np.where(t2 > t1, cost3, np.inf)
+        a, b = np.unravel_index(int(np.argmin(cost3)), cost3.shape)
+        if cost3[a, b] < best_cost:
+            best = [0, int(cand[a]), int(cand[b]), top]
+    return best
+
+
+class _Plan:
+    """Where each (token, slot) assignment goes: the bookkeeping shared by the sorted and padded paths.
+
+    Assignments are listed **slot-major**: ``q = s * T + t`` for token ``t`` and slot ``s``
+    (slot 0 holds every token's first choice). A stable sort of the expert ids groups them by
+    expert, and within an expert keeps them in ``q`` order; with a capacity ``C`` the first
+    ``C`` of each expert are kept (first choices before second choices, earlier tokens first).
+    """
+
+    def __init__(self, indices: torch.Tensor, n_experts: int, capacity: int | None):
+        T, k = indices.shape
+        self.T, self.k, self.S, self.N = T, k, T * k, n_experts
+        e = indices.t().reshape(-1)  # (S,) expert of assignment q
+        self.order = torch.sort(e, stable=True)[1]  # sorted position -> q
+        self.e_sorted = e.index_select(0, self.order)
+        counts = torch.bincount(e, minlength=n_experts)  # (N,)
+        starts = torch.cumsum(counts, 0) - counts
+        self.rank = torch.arange(self.S, device=e.device) - starts.index_select(0, self.e_sorted)
+        self.token_sorted = self.order.remainder(T)  # token of each sorted assignment
+        self.capacity = capacity
+        if capacity is None:
+            self.counts = counts
+            self.keep_sorted = None
+            self.kept = None
+        else:
+            self.counts = counts.clamp(max=capacity)
+            self.keep_sorted = self.rank < capacity
+            kept_q = torch.empty_like(self.keep_sorted)
+            kept_q[self.order] = self.keep_sorted
+            self.kept = kept_q.view(k, T).t()  # (T, k)
+
+    def weights_q(self, weights: torch.Tensor) -> torch.Tensor:
+        """Routing weights in ``q`` order, zero on dropped assignments: (S,)."""
+        w = weights.t().reshape(-1)
+        if self.kept is not None:
+            w = w * self.kept.t().reshape(-1).to(w.dtype)
+        return w
+
+    def combine(self, out_q: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """``y_t = sum_s pi_{t,s} out_{s T + t}``: out_q (S, O) in q order -> (T, O)."""
+        w = self.weights_q(weights).view(self.k, self.T, 1)
+        return (out_q.view(self.k, self.T, -1) * w).sum(0)
+
+    def inverse_order(self) -> torch.Tensor:
+        inv = torch.empty_like(self.order)
+        inv[self.order] = torch.arange(self.S, device=self.order.device)
+        return inv
 
 
 class MoE(nn.Module):
-    """A Mixture-of-Experts layer whose experts are 2-layer MLPs.
+    """A Mixture-of-Experts layer whose experts are 2-layer MLPs or SwiGLU blocks.
 
-    ``y(x) = sum_{i in S_k(g(x))} pi_i(x) E_i(x)`` with
-    ``E_i(x) = W2_i act(W1_i x + b1_i) + b2_i``.
+    ``y(x) = sum_{i in S_k(g(x))} pi_i(x) E_i(x)`` with, for ``expert="mlp"``,
+    ``E_i(x) = W2_i act(W1_i x + b1_i) + b2_i`` and, for ``expert="swiglu"`` (Mixtral's
+    expert, no biases), ``E_i(x) = W2_i (silu(W1_i x) * (W3_i x))``.
 
     Parameters
     ----------
@@ -245,17 +408,49 @@ class MoE(nn.Module):
     d_out : int, optional
         Output width; defaults to ``d_model`` so the output has the input's shape.
     activation : {"relu", "gelu", "tanh"}
-        Expert nonlinearity.
+        Nonlinearity of the MLP experts (the SwiGLU expert always uses silu).
     weighting : {"renormalized", "softmax"}
         Routing weights of the top-k routers.
-    dispatch : {"dense", "loop"}
-        ``"dense"`` evaluates every expert on every token with batched matmuls and
-        combines with the sparse weight matrix (fast for the small widths of the theory
-        chapters); ``"loop"`` is :meth:`forward_reference`.
+    dispatch : {"auto", "sorted", "padded", "dense", "loop"}
+        How :meth:`forward` computes the same function (all but ``"loop"`` have no Python loop
+        over experts; all give the same numbers up to rounding):
+
+        * ``"dense"``: every expert on every token as two large matmuls, combined with the
+          sparse ``(T, N)`` weight matrix. It does ``N / k`` times the useful arithmetic, so
+          it only wins for tiny layers, or when ``k = N``.
+        * ``"padded"``: assignments grouped by expert (stable sort) into an ``(N, C, d)``
+          buffer, ``C`` = the largest load (or the capacity), then one batched matmul
+          (:func:`torch.bmm`) per expert layer. Wins for small widths; wastes
+          ``N * C / (T k) - 1`` of its arithmetic on padding.
+        * ``"sorted"``: assignments sorted by expert into a ragged ``(T k, d)`` array and one
+          grouped matmul (:func:`torch.nn.functional.grouped_mm`) per expert layer; no
+          padding. Where ``grouped_mm`` cannot run (float64, CPU widths not a multiple of
+          16 bytes, CUDA without bfloat16) the ragged groups go through the padded kernel.
+        * ``"loop"``: :meth:`forward_reference`.
+        * ``"auto"`` (default): ``"dense"`` if ``k = N`` or ``T * N * (MACs of one expert)
+          <= 2**21``; otherwise ``"sorted"`` if ``grouped_mm`` runs and every expert width is
+          at least 128 or padding would waste more than half the work
+          (``N * C > 1.5 T k``); otherwise ``"padded"``.
+    expert : {"mlp", "swiglu"}
+        Expert kind. The MLP has parameters ``w1 (N, H, D)``, ``b1 (N, H)``, ``w2 (N, O, H)``,
+        ``b2 (N, O)``; the SwiGLU has ``w13 (N, 2H, D)`` (rows ``:H`` are ``W1``, the gate,
+        rows ``H:`` are ``W3``, the up projection) and ``w2 (N, O, H)``.
+    capacity_factor : float, optional
+        Off (``None``) by default. Otherwise each expert serves at most
+        ``C = ceil(capacity_factor * T * k / N)`` assignments per call; assignments are served
+        slot by slot (every token's first choice before any second choice) and, within a slot,
+        in token order; the rest are **dropped**: that slot contributes zero (the other
+        weights are not renormalised). ``Routing.load`` then counts kept assignments and
+        ``Routing.kept`` marks them.
     generator : torch.Generator, optional
         Noise source of the noisy router.
     device, dtype
         Factory arguments, as in :mod:`torch.nn`.
+
+    Notes
+    -----
+    On CPU every path is deterministic: the same parameters and input give the same bits
+    (gathers and sums in a fixed order; no atomic scatter).
 
     Examples
     --------
@@ -263,12 +458,15 @@ class MoE(nn.Module):
     >>> y, routing = layer(torch.randn(5, 8), return_routing=True)
     >>> y.shape, routing.indices.shape, int(routing.load.sum())
     (torch.Size([5, 8]), torch.Size([5, 2]), 10)
+    >>> swiglu = MoE(8, 16, n_experts=4, k=2, expert="swiglu", capacity_factor=1.0, device="cpu")
+    >>> swiglu(torch.randn(5, 8)).shape
+    torch.Size([5, 8])
     """
 
     def __init__(self, d_model: int, d_hidden: int, n_experts: int, k: int = 1, *, router: str = "topk",
                  d_out: int | None = None, activation: str = "relu", weighting: str = "renormalized",
-                 dispatch: str = "dense", generator: torch.Generator | None = None,
-                 device=None, dtype=None):
+                 dispatch: str = "auto", expert: str = "mlp", capacity_factor: float | None = None,
+                 generator: torch.Generator | None = None, device=None, dtype=None):
         super().__init__()
         self.d_model = check_positive_int("d_model", d_model)
         self.d_hidden = check_positive_int("d_hidden", d_hidden)
@@ -277,6 +475,9 @@ class MoE(nn.Module):
         self.router_kind = check_choice("router", router, _ROUTERS)
         self.activation = check_choice("activation", activation, ("relu", "gelu", "tanh"))
         self.dispatch = check_choice("dispatch", dispatch, _DISPATCH)
+        self.expert_kind = check_choice("expert", expert, _EXPERTS)
+        self.capacity_factor = None if capacity_factor is None else check_positive_real(
+            "capacity_factor", capacity_factor)
         dtype = check_dtype("dtype", dtype)
         device = resolve_device(device)
         factory = {"device": device, "dtype": dtype}
@@ -289,43 +490,197 @@ class MoE(nn.Module):
             extra = {"generator": generator} if router == "noisy_topk" else {}
             self.router = cls(d_model, n_experts, self.k, weighting=weighting, **extra, **factory)
         N, H, D, O = self.n_experts, self.d_hidden, self.d_model, self.d_out
-        self.w1 = nn.Parameter(torch.empty(N, H, D, **factory))  # expert i: x -> W1_i x + b1_i
-        self.b1 = nn.Parameter(torch.empty(N, H, **factory))
-        self.w2 = nn.Parameter(torch.empty(N, O, H, **factory))
-        self.b2 = nn.Parameter(torch.empty(N, O, **factory))
+        if self.expert_kind == "mlp":
+            self.w1 = nn.Parameter(torch.empty(N, H, D, **factory))  # expert i: x -> W1_i x + b1_i
+            self.b1 = nn.Parameter(torch.empty(N, H, **factory))
+            self.w2 = nn.Parameter(torch.empty(N, O, H, **factory))
+            self.b2 = nn.Parameter(torch.empty(N, O, **factory))
+        else:
+            self.w13 = nn.Parameter(torch.empty(N, 2 * H, D, **factory))  # [W1_i; W3_i]: gate, up
+            self.w2 = nn.Parameter(torch.empty(N, O, H, **factory))
         self.last_routing: Routing | None = None
+        self.last_dispatch: str | None = None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Initialise each expert like a pair of :class:`torch.nn.Linear` layers."""
-        for w, b, fan_in in ((self.w1, self.b1, self.d_model), (self.w2, self.b2, self.d_hidden)):
+        """Initialise each expert like :class:`torch.nn.Linear` layers (uniform, bound ``1/sqrt(fan_in)``)."""
+        if self.expert_kind == "mlp":
+            pairs = ((self.w1, self.b1, self.d_model), (self.w2, self.b2, self.d_hidden))
+        else:
+            pairs = ((self.w13, None, self.d_model), (self.w2, None, self.d_hidden))
+        for w, b, fan_in in pairs:
             bound = 1.0 / math.sqrt(fan_in)
             nn.init.uniform_(w, -bound, bound)
-            nn.init.uniform_(b, -bound, bound)
+            if b is not None:
+                nn.init.uniform_(b, -bound, bound)
         self.router.reset_parameters()
 
     def _act(self, h: torch.Tensor) -> torch.Tensor:
         return {"relu": F.relu, "gelu": F.gelu, "tanh": torch.tanh}[self.activation](h)
 
+    def _swiglu(self, gu: torch.Tensor) -> torch.Tensor:
+        gate, up = gu.split(self.d_hidden, dim=-1)
+        return F.silu(gate) * up
+
     def expert(self, i: int, x: torch.Tensor) -> torch.Tensor:
         """Output of expert ``i`` on tokens ``x`` of shape (T, d_model)."""
+        if self.expert_kind == "swiglu":
+            return self._swiglu(x @ self.w13[i].T) @ self.w2[i].T  # (T, O)
         h = self._act(x @ self.w1[i].T + self.b1[i])  # (T, H)
         return h @ self.w2[i].T + self.b2[i]  # (T, O)
 
+    def capacity(self, n_tokens: int) -> int | None:
+        """Per-expert capacity ``ceil(capacity_factor * T * k / N)`` for ``T`` tokens (``None`` if off)."""
+        if self.capacity_factor is None:
+            return None
+        return max(1, math.ceil(self.capacity_factor * n_tokens * self.k / self.n_experts - 1e-9))
+
     def _check_input(self, x: torch.Tensor) -> torch.Tensor:
-        x = check_tensor("x", x, shape=(self.d_model,), min_ndim=1)
-        if x.device.type != self.w1.device.type:
-            raise ValueError(f"x must be on the layer's device ({self.w1.device}), got x on {x.device}")
+        x = check_tensor("x", x, shape=(self.d_model,), min_ndim=1, finite=False)
+        # A finite sum proves every entry finite (cheap); only otherwise look at every entry.
+        if x.numel() and not bool(torch.isfinite(x.sum())) and not bool(torch.isfinite(x).all()):
+            raise ValueError("x must contain only finite values (no NaN or inf)")
+        if x.device.type != self.w2.device.type:
+            raise ValueError(f"x must be on the layer's device ({self.w2.device}), got x on {x.device}")
         return x
 
+    # ----------------------------------------------------------------- strategies
+    def choose_dispatch(self, routing: Routing, max_load: int | None = None) -> str:
+        """The strategy ``dispatch="auto"`` uses for this routing (see the class docstring)."""
+        T, N, k = routing.indices.shape[0], self.n_experts, routing.k
+        H, D, O = self.d_hidden, self.d_model, self.d_out
+        gates = 2 if self.expert_kind == "swiglu" else 1
+        if k == N or T * N * (D * gates * H + H * O) <= _DENSE_MAX_MACS:
+            return "dense"
+        widths = (D, gates * H, H, O)
+        weights = (self.w13 if self.expert_kind == "swiglu" else self.w1, self.w2)
+        if not _grouped_mm_supported(self.w2, weights, widths):
+            return "padded"
+        if min(D, H, O) >= _SORTED_MIN_WIDTH:
+            return "sorted"
+        if max_load is None:
+            max_load = int(routing.load.max()) if routing.kept is None else self.capacity(T)
+        return "sorted" if N * max_load > _PADDED_MAX_WASTE * T * k else "padded"
+
+    def _forward_dense(self, xt: torch.Tensor, routing: Routing) -> torch.Tensor:
+        T, N, H, O = xt.shape[0], self.n_experts, self.d_hidden, self.d_out
+        c = routing.combine_matrix()  # (T, N), zero off the (kept) active set
+        if self.expert_kind == "swiglu":
+            gu = F.linear(xt, self.w13.reshape(N * 2 * H, self.d_model)).view(T, N, 2 * H)
+            h = self._swiglu(gu)  # (T, N, H)
+        else:
+            h = self._act(F.linear(xt, self.w1.reshape(N * H, self.d_model), self.b1.reshape(N * H)))
+            h = h.view(T, N, H)
+        hc = (h * c[:, :, None]).reshape(T, N * H)
+        y = F.linear(hc, self.w2.permute(1, 0, 2).reshape(O, N * H))  # sum_i c_i W2_i h_i
+        if self.expert_kind == "mlp":
+            y = y + c @ self.b2
+        return y
+
+    def _experts_padded(self, xp: torch.Tensor, experts: torch.Tensor | None = None) -> torch.Tensor:
+        """Experts on a padded batch: xp (n, C, D) -> (n, C, O), one bmm per layer.
+
+        ``experts`` (n,) names the experts of the batch rows (default: all N, in order).
+        """
+        def pick(p):
+            return p if experts is None else p.index_select(0, experts)
+        w2 = pick(self.w2).transpose(1, 2)
+        if self.expert_kind == "swiglu":
+            return torch.bmm(self._swiglu(torch.bmm(xp, pick(self.w13).transpose(1, 2))), w2)
+        h = self._act(torch.baddbmm(pick(self.b1)[:, None, :], xp, pick(self.w1).transpose(1, 2)))
+        return torch.baddbmm(pick(self.b2)[:, None, :], h, w2)
+
+    def _forward_padded(self, xt: torch.Tensor, routing: Routing, plan: _Plan) -> torch.Tensor:
+        N, D = self.n_experts, self.d_model
+        loads = plan.counts.tolist()
+        thresholds = _padding_levels(loads, xt.shape[0] * plan.k)
+        # Level l holds ranks [t_l, t_{l+1}) of every expert whose load exceeds t_l, as a
+        # (n_l, t_{l+1} - t_l, D) block; level 0 holds all N experts, so it needs no weight gather.
+        members, bases, rows = [], [], 0
+        table = torch.full((len(thresholds) - 1, N), -1, dtype=torch.long)  # row of (level, expert)
+        for lvl, (lo, hi) in enumerate(zip(thresholds[:-1], thresholds[1:])):
+            experts = list(range(N)) if lvl == 0 else [i for i in range(N) if loads[i] > lo]
+            members.append(experts)
+            table[lvl, experts] = rows + (hi - lo) * torch.arange(len(experts))
+            bases.append(rows)
+            rows += len(experts) * (hi - lo)
+        dev = xt.device
+        rank = plan.rank
+        keep = plan.keep_sorted
+        if len(thresholds) > 2:
+            t_inner = torch.tensor(thresholds[1:-1], device=dev)
+            level = torch.bucketize(rank, t_inner, right=True)
+            lows = torch.tensor(thresholds[:-1], device=dev)
+            slot = table.to(dev)[level, plan.e_sorted] + rank - lows.index_select(0, level)
+        else:
+            slot = table.to(dev)[0].index_select(0, plan.e_sorted) + rank
+        if keep is not None:
+            slot = torch.where(keep, slot, torch.zeros_like(slot))
+        # Buffer row r reads token src[r]; padding rows read token 0 and are never read back,
+        # so they get zero gradient.
+        src = torch.zeros(rows, dtype=torch.long, device=dev)
+        if keep is None:
+            src[slot] = plan.token_sorted
+        else:
+            src[slot[keep]] = plan.token_sorted[keep]
+        xp = xt.index_select(0, src)
+        outs = []
+        for lvl, experts in enumerate(members):
+            cap = thresholds[lvl + 1] - thresholds[lvl]
+            block = xp[bases[lvl]:bases[lvl] + len(experts) * cap].view(len(experts), cap, D)
+            idx = None if lvl == 0 else torch.tensor(experts, device=dev)
+            outs.append(self._experts_padded(block, idx).reshape(-1, self.d_out))
+        outp = outs[0] if len(outs) == 1 else torch.cat(outs)
+        pos_q = torch.empty_like(slot)
+        pos_q[plan.order] = slot  # buffer row of assignment q
+        return plan.combine(outp.index_select(0, pos_q), routing.weights)
+
+    def _forward_sorted(self, xt: torch.Tensor, routing: Routing, plan: _Plan) -> torch.Tensor:
+        order, tok, e_sorted = plan.order, plan.token_sorted, plan.e_sorted
+        if plan.keep_sorted is not None:
+            order, tok, e_sorted = order[plan.keep_sorted], tok[plan.keep_sorted], e_sorted[plan.keep_sorted]
+        xs = xt.index_select(0, tok)  # (S_kept, D), grouped by expert
+        offs = torch.cumsum(plan.counts, 0).to(torch.int32)
+        gates = 2 if self.expert_kind == "swiglu" else 1
+        w_first = self.w13 if self.expert_kind == "swiglu" else self.w1
+        widths = (self.d_model, gates * self.d_hidden, self.d_hidden, self.d_out)
+        if _grouped_mm_supported(xs, (w_first, self.w2), widths):
+            def gmm(a, w):
+                return F.grouped_mm(a, w.transpose(1, 2), offs=offs)
+        else:
+            gmm = self._ragged_bmm(plan, e_sorted, xs.shape[0])
+        if self.expert_kind == "swiglu":
+            out = gmm(self._swiglu(gmm(xs, self.w13)), self.w2)
+        else:
+            h = self._act(gmm(xs, self.w1) + self.b1.index_select(0, e_sorted))
+            out = gmm(h, self.w2) + self.b2.index_select(0, e_sorted)
+        # Back to q order (a permutation; dropped assignments read row 0 and get weight 0).
+        pos_q = torch.zeros(plan.S, dtype=torch.long, device=xt.device)
+        pos_q[order] = torch.arange(order.shape[0], device=xt.device)
+        return plan.combine(out.index_select(0, pos_q), routing.weights)
+
+    def _ragged_bmm(self, plan: _Plan, e_sorted: torch.Tensor, rows: int):
+        """Grouped matmul of ragged groups through a padded bmm (where grouped_mm cannot run)."""
+        N = self.n_experts
+        C = max(1, int(plan.counts.max()))
+        starts = torch.cumsum(plan.counts, 0) - plan.counts
+        rank = torch.arange(rows, device=e_sorted.device) - starts.index_select(0, e_sorted)
+        dst = e_sorted * C + rank  # padded row of each ragged row
+
+        def gmm(a, w):
+            buf = a.new_zeros(N * C, a.shape[1]).index_copy(0, dst, a).view(N, C, -1)
+            return torch.bmm(buf, w.transpose(1, 2)).reshape(N * C, -1).index_select(0, dst)
+        return gmm
+
     def forward(self, x: torch.Tensor, return_routing: bool = False):
-        """Apply the layer.
+        """Apply the layer (vectorised; the strategy is set by ``dispatch``).
 
         Parameters
         ----------
         x : torch.Tensor, shape (..., d_model)
         return_routing : bool
-            Also return the :class:`Routing` (it is kept in ``self.last_routing`` too).
+            Also return the :class:`Routing` (it is kept in ``self.last_routing`` too; the
+            strategy used is kept in ``self.last_dispatch``).
 
         Returns
         -------
@@ -339,35 +694,64 @@ class MoE(nn.Module):
         lead = x.shape[:-1]
         xt = x.reshape(-1, self.d_model)  # (T, D)
         routing = self.router(xt)
-        combine = routing.combine_matrix()  # (T, N)
-        h = self._act(torch.einsum("td,nhd->nth", xt, self.w1) + self.b1[:, None, :])  # (N, T, H)
-        out = torch.einsum("nth,noh->nto", h, self.w2) + self.b2[:, None, :]  # (N, T, O)
-        y = torch.einsum("tn,nto->to", combine, out)  # (T, O)
-        self.last_routing = routing
+        capacity = self.capacity(xt.shape[0])
+        plan = None
+        if capacity is not None or (self.dispatch in ("sorted", "padded") and xt.shape[0]):
+            plan = _Plan(routing.indices, self.n_experts, capacity)
+            if capacity is not None:
+                routing.kept = plan.kept
+                routing.load = plan.counts.to(routing.weights.dtype)
+        strategy = self.dispatch if xt.shape[0] else "dense"  # an empty batch: nothing to dispatch
+        if strategy == "auto":
+            strategy = self.choose_dispatch(routing)
+            if strategy != "dense" and plan is None:
+                plan = _Plan(routing.indices, self.n_experts, capacity)
+        if strategy == "dense":
+            y = self._forward_dense(xt, routing)
+        elif strategy == "padded":
+            y = self._forward_padded(xt, routing, plan)
+        else:
+            y = self._forward_sorted(xt, routing, plan)
+        self.last_routing, self.last_dispatch = routing, strategy
         y = y.reshape(*lead, self.d_out)
         return (y, routing) if return_routing else y
 
     def forward_reference(self, x: torch.Tensor, return_routing: bool = False):
-        """The reference computation: a plain loop over experts (the test oracle)."""
+        """The reference computation: a plain loop over experts (the test oracle).
+
+        With a capacity, expert ``i`` serves the first ``C`` of its assignments listed slot by
+        slot, tokens in order within a slot (see ``capacity_factor``).
+        """
+        return_routing = check_bool("return_routing", return_routing)
         x = self._check_input(x)
         lead = x.shape[:-1]
         xt = x.reshape(-1, self.d_model)  # (T, D)
         routing = self.router(xt)
+        capacity = self.capacity(xt.shape[0])
+        kept = torch.ones_like(routing.indices, dtype=torch.bool)
         y = xt.new_zeros(xt.shape[0], self.d_out)  # (T, O)
         for i in range(self.n_experts):
-            token, slot = torch.nonzero(routing.indices == i, as_tuple=True)
+            slot, token = torch.nonzero(routing.indices.T == i, as_tuple=True)  # slot-major order
+            if capacity is not None:
+                kept[token[capacity:], slot[capacity:]] = False
+                slot, token = slot[:capacity], token[:capacity]
             if token.numel() == 0:
                 continue
             w = routing.weights[token, slot][:, None]  # (T_i, 1)
             y = y.index_add(0, token, w * self.expert(i, xt[token]))
-        self.last_routing = routing
+        if capacity is not None:
+            routing.kept = kept
+            routing.load = torch.stack([(routing.indices == i)[kept].sum() for i in range(self.n_experts)]).to(
+                routing.weights.dtype)
+        self.last_routing, self.last_dispatch = routing, "loop"
         y = y.reshape(*lead, self.d_out)
         return (y, routing) if return_routing else y
 
     def extra_repr(self) -> str:
         return (f"d_model={self.d_model}, d_hidden={self.d_hidden}, n_experts={self.n_experts}, k={self.k}, "
-                f"d_out={self.d_out}, router={self.router_kind!r}, activation={self.activation!r}, "
-                f"dispatch={self.dispatch!r}")
+                f"d_out={self.d_out}, router={self.router_kind!r}, expert={self.expert_kind!r}, "
+                f"activation={self.activation!r}, dispatch={self.dispatch!r}, "
+                f"capacity_factor={self.capacity_factor}")
 
 
 def load_balancing_loss(routing: Routing) -> torch.Tensor:

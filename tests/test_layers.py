@@ -10,6 +10,15 @@ from hypothesis import strategies as st
 from moe_theory import MoE, NoisyTopKRouter, SoftmaxRouter, TopKRouter, load_balancing_loss, topk_route
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """These tensors are tiny: on a shared 2-core machine, thread barriers cost more than they save."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _layer(N, k, D=5, H=7, O=None, seed=0, **kw):
     torch.manual_seed(seed)
     return MoE(D, H, N, k, d_out=O, device="cpu", dtype=torch.float64, **kw)
@@ -196,3 +205,232 @@ def test_moe_is_deterministic_for_a_fixed_seed():
     x = torch.randn(7, 5, dtype=torch.float64)
     assert torch.equal(a(x), b(x))
     assert "n_experts=4, k=2" in repr(a)
+
+
+# ---------------------------------------------------------------- fast dispatch paths (issue 6)
+
+from moe_theory.layers import Routing, _grouped_mm_supported, _padding_levels  # noqa: E402
+
+_STRATEGIES = ("auto", "sorted", "padded", "dense")
+
+
+def _grads(layer, y):
+    """Gradients of a fixed, non-symmetric scalar of ``y`` w.r.t. every parameter (zeros if unused)."""
+    params = list(layer.parameters())
+    weights = torch.linspace(-1.0, 2.0, y.numel(), dtype=y.dtype).view_as(y)
+    grads = torch.autograd.grad((y * weights).sum(), params, allow_unused=True)
+    return [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]
+
+
+def _assert_fast_equals_reference(layer, x, atol=1e-6):
+    y, r = layer(x, return_routing=True)
+    g = _grads(layer, y)
+    y_ref, r_ref = layer.forward_reference(x, return_routing=True)
+    g_ref = _grads(layer, y_ref)
+    assert torch.allclose(y, y_ref, atol=atol, rtol=0), (layer.last_dispatch, (y - y_ref).abs().max())
+    for (name, _), a, b in zip(layer.named_parameters(), g, g_ref):
+        assert torch.allclose(a, b, atol=atol, rtol=0), (name, (a - b).abs().max())
+    assert torch.equal(r.indices, r_ref.indices) and torch.equal(r.load, r_ref.load)
+    assert (r.kept is None) == (r_ref.kept is None)
+    if r.kept is not None:
+        assert torch.equal(r.kept, r_ref.kept)
+    return r
+
+
+@pytest.mark.parametrize("expert", ["mlp", "swiglu"])
+@pytest.mark.parametrize("dispatch", _STRATEGIES)
+def test_fast_paths_equal_reference_for_every_k_with_gradients_float64(expert, dispatch):
+    N = 6
+    x = torch.randn(3, 13, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(N))
+    for k in range(1, N + 1):
+        layer = _layer(N, k, D=5, H=7, O=3, seed=k, expert=expert, dispatch=dispatch)
+        _assert_fast_equals_reference(layer, x)
+
+
+@given(N=st.integers(1, 9), data=st.data(), T=st.integers(1, 40), seed=st.integers(0, 10_000),
+       expert=st.sampled_from(["mlp", "swiglu"]), dispatch=st.sampled_from(_STRATEGIES),
+       router=st.sampled_from(["topk", "softmax", "noisy_topk"]),
+       weighting=st.sampled_from(["renormalized", "softmax"]),
+       capacity_factor=st.sampled_from([None, 0.3, 1.0, 1.7]))
+def test_prop_fast_path_equals_reference_all_routers_kinds_capacities(N, data, T, seed, expert, dispatch, router,
+                                                                      weighting, capacity_factor):
+    k = data.draw(st.integers(1, N))
+    layer = _layer(N, k, D=4, H=6, O=2, seed=seed, expert=expert, dispatch=dispatch, router=router,
+                   weighting=weighting, capacity_factor=capacity_factor)
+    layer.eval()  # the noisy router draws noise in training mode: compare noise-free routing
+    x = torch.randn(T, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
+    _assert_fast_equals_reference(layer, x)
+
+
+def test_noisy_router_in_training_gives_equal_paths_for_equal_noise():
+    def make():
+        torch.manual_seed(0)
+        layer = MoE(4, 6, 5, 2, router="noisy_topk", generator=torch.Generator().manual_seed(3),
+                    dispatch="padded", device="cpu", dtype=torch.float64)
+        with torch.no_grad():
+            layer.router.noise_weight.fill_(0.5)
+        return layer
+    x = torch.randn(40, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    a, b = make(), make()
+    assert torch.allclose(a(x), b.forward_reference(x), atol=1e-10)
+
+
+def test_padded_path_with_several_levels_equals_reference():
+    # Skewed routing (a large gate bias on expert 0, a medium one on expert 1): the padded path
+    # splits ranks into levels, gathering the weights of the heavily loaded experts.
+    layer = _layer(12, 2, D=6, H=5, O=4, seed=4, dispatch="padded")
+    with torch.no_grad():
+        layer.router.bias.copy_(torch.linspace(3.0, 0.0, 12))
+    x = torch.randn(400, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    r = _assert_fast_equals_reference(layer, x)
+    levels = _padding_levels(r.load.long().tolist(), 800)
+    assert len(levels) > 2, levels
+
+
+def test_padding_levels_cover_the_largest_load_and_never_cost_more_than_one_level():
+    for loads in ([5, 5, 5, 5], [0, 0, 9], [100, 3, 3, 3, 3, 3, 3, 3], [7], [0, 0]):
+        t = _padding_levels(loads, sum(loads))
+        assert t[0] == 0 and t[-1] == max(max(loads), 1) and all(a < b for a, b in zip(t, t[1:]))
+        rows = sum((hi - lo) * (len(loads) if i == 0 else sum(l > lo for l in loads))
+                   for i, (lo, hi) in enumerate(zip(t[:-1], t[1:])))
+        assert rows <= len(loads) * max(max(loads), 1)
+
+
+def _reference_dropping(indices, n_experts, capacity):
+    """Independent pure-Python statement of the capacity rule: slot by slot, tokens in order."""
+    T, k = indices.shape
+    served = [0] * n_experts
+    kept = [[False] * k for _ in range(T)]
+    for s in range(k):
+        for t in range(T):
+            e = int(indices[t, s])
+            if served[e] < capacity:
+                served[e] += 1
+                kept[t][s] = True
+    return torch.tensor(kept), torch.tensor(served)
+
+
+@pytest.mark.parametrize("dispatch", ["auto", "sorted", "padded", "dense", "loop"])
+@pytest.mark.parametrize("expert", ["mlp", "swiglu"])
+def test_capacity_dropping_equals_reference_implementation_of_dropping(dispatch, expert):
+    N, k, T = 5, 2, 60
+    layer = _layer(N, k, D=4, H=6, O=3, seed=7, expert=expert, dispatch=dispatch, capacity_factor=0.8)
+    with torch.no_grad():
+        layer.router.bias.copy_(torch.tensor([2.0, 1.0, 0.0, 0.0, -1.0], dtype=torch.float64))
+    x = torch.randn(T, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    y, r = layer(x, return_routing=True)
+    C = layer.capacity(T)
+    assert C == math.ceil(0.8 * T * k / N)
+    kept, served = _reference_dropping(r.indices, N, C)
+    assert torch.equal(r.kept, kept) and torch.equal(r.load.long(), served)
+    assert (~kept).any() and int(r.load.max()) <= C
+    # Output: the kept slots' weighted expert outputs; a dropped slot contributes zero.
+    manual = torch.zeros(T, 3, dtype=torch.float64)
+    for t in range(T):
+        for s in range(k):
+            if kept[t, s]:
+                manual[t] += r.weights[t, s] * layer.expert(int(r.indices[t, s]), x[t:t + 1])[0]
+    assert torch.allclose(y, manual, atol=1e-10)
+    if dispatch != "loop":
+        _assert_fast_equals_reference(layer, x)
+
+
+def test_large_capacity_drops_nothing_and_equals_no_capacity():
+    x = torch.randn(50, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    a = _layer(4, 2, seed=1, capacity_factor=10.0)
+    b = _layer(4, 2, seed=1)
+    ya, ra = a(x, return_routing=True)
+    assert ra.kept.all() and torch.allclose(ya, b(x), atol=1e-12)
+
+
+def test_swiglu_expert_is_w2_of_silu_w1x_times_w3x():
+    layer = _layer(3, 2, D=4, H=5, O=2, seed=2, expert="swiglu")
+    assert layer.b1 is None if hasattr(layer, "b1") else True
+    assert dict(layer.named_parameters()).keys() >= {"w13", "w2"}
+    x = torch.randn(7, 4, dtype=torch.float64)
+    W1, W3, W2 = layer.w13[1, :5], layer.w13[1, 5:], layer.w2[1]
+    manual = (torch.nn.functional.silu(x @ W1.T) * (x @ W3.T)) @ W2.T
+    assert torch.allclose(layer.expert(1, x), manual, atol=1e-12)
+
+
+def test_auto_dispatch_rule_by_size():
+    tiny = MoE(2, 8, 4, 1, device="cpu")
+    tiny(torch.randn(100, 2))
+    assert tiny.last_dispatch == "dense"
+    all_active = MoE(8, 8, 4, 4, device="cpu")
+    all_active(torch.randn(3000, 8))
+    assert all_active.last_dispatch == "dense"
+    small = MoE(16, 32, 64, 2, expert="swiglu", device="cpu", dtype=torch.float64)
+    small(torch.randn(512, 16, dtype=torch.float64))
+    assert small.last_dispatch == "padded"  # float64: grouped_mm cannot run
+    wide = MoE(128, 128, 8, 2, expert="swiglu", device="cpu")
+    wide(torch.randn(512, 128))
+    assert wide.last_dispatch == ("sorted" if _grouped_mm_supported(wide.w2, (wide.w13,), (128, 256)) else "padded")
+
+
+def test_grouped_mm_sorted_path_float32_close_to_reference():
+    for expert in ("mlp", "swiglu"):
+        torch.manual_seed(0)
+        layer = MoE(16, 32, 8, 2, expert=expert, dispatch="sorted", capacity_factor=1.0, device="cpu")
+        x = torch.randn(300, 16, generator=torch.Generator().manual_seed(0))
+        _assert_fast_equals_reference(layer, x, atol=1e-4)
+
+
+def test_fast_path_is_bitwise_deterministic_on_cpu():
+    for dispatch in ("sorted", "padded", "dense"):
+        for expert in ("mlp", "swiglu"):
+            runs = []
+            for _ in range(2):
+                layer = _layer(8, 2, D=8, H=8, O=8, seed=3, dispatch=dispatch, expert=expert)
+                x = torch.randn(200, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+                y = layer(x)
+                runs.append((y, _grads(layer, y)))
+            assert torch.equal(runs[0][0], runs[1][0])
+            assert all(torch.equal(a, b) for a, b in zip(runs[0][1], runs[1][1]))
+
+
+def test_empty_batch_gives_empty_output():
+    for dispatch in _STRATEGIES:
+        layer = _layer(4, 2, dispatch=dispatch, capacity_factor=1.0)
+        y, r = layer(torch.zeros(0, 5, dtype=torch.float64), return_routing=True)
+        assert y.shape == (0, 5) and int(r.load.sum()) == 0
+
+
+def test_routing_probs_are_lazy_softmax_of_logits():
+    layer = _layer(4, 2, seed=0)
+    _, r = layer(torch.randn(6, 5, dtype=torch.float64), return_routing=True)
+    assert r._probs is None
+    assert torch.allclose(r.probs, torch.softmax(r.logits, -1)) and r._probs is not None
+    assert "Routing(T=6, k=2" in repr(r)
+    r2 = Routing(r.indices, r.weights, r.logits, None, r.load)
+    assert torch.allclose(load_balancing_loss(r2), load_balancing_loss(r))
+
+
+def test_topk_route_fast_paths_equal_stable_sort_with_ties():
+    gen = torch.Generator().manual_seed(0)
+    for N in (3, 8, 17):
+        for k in range(1, N + 1):
+            for g in (torch.randn(50, N, generator=gen), torch.randint(-2, 3, (50, N), generator=gen).float()):
+                ref = torch.sort(g, dim=-1, descending=True, stable=True)
+                idx, val = topk_route(g, k)
+                assert torch.equal(idx, ref[1][:, :k]) and torch.equal(val, ref[0][:, :k])
+
+
+def test_moe_rejects_bad_new_arguments_with_named_messages():
+    with pytest.raises(ValueError, match="dispatch must be one of .*'sorted'.*got dispatch='fast'"):
+        MoE(3, 4, 4, 1, dispatch="fast", device="cpu")
+    with pytest.raises(ValueError, match=r"expert must be one of \('mlp', 'swiglu'\), got expert='glu'"):
+        MoE(3, 4, 4, 1, expert="glu", device="cpu")
+    with pytest.raises(ValueError, match="capacity_factor must be > 0.0, got capacity_factor=0.0"):
+        MoE(3, 4, 4, 1, capacity_factor=0.0, device="cpu")
+    with pytest.raises(TypeError, match="capacity_factor must be a real number"):
+        MoE(3, 4, 4, 1, capacity_factor="1", device="cpu")
+    with pytest.raises(ValueError, match="capacity_factor must be finite"):
+        MoE(3, 4, 4, 1, capacity_factor=float("inf"), device="cpu")
+    layer = MoE(3, 4, 4, 2, device="cpu")
+    with pytest.raises(ValueError, match="x must contain only finite values"):
+        layer(torch.tensor([[0.0, float("inf"), 1.0]]))
+    with pytest.raises(ValueError, match="x must contain only finite values"):
+        layer.forward_reference(torch.tensor([[3e38, 3e38, float("nan")]]))
+    with pytest.raises(TypeError, match="return_routing must be a bool"):
+        layer.forward_reference(torch.randn(2, 3), return_routing="yes")
