@@ -30,10 +30,13 @@ def mse(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
         return float(torch.mean((model(x) - y) ** 2))
 
 
-def fit_regressor(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, steps: int = 1000, lr: float = 1e-2,
+def fit_regressor(model: nn.Module, x: torch.Tensor | None = None, y: torch.Tensor | None = None, *,
+                  steps: int = 1000, lr: float = 1e-2,
                   batch_size: int | None = None, aux_weight: float = 0.0, seed: int = 0,
                   lr_decay: bool = True, clip: float | None = 1.0,
-                  callback: Callable[[int, nn.Module], None] | None = None) -> TrainResult:
+                  callback: Callable[[int, nn.Module], None] | None = None,
+                  sampler: Callable[[torch.Generator], tuple[torch.Tensor, torch.Tensor]] | None = None,
+                  lr_min_ratio: float = 0.05) -> TrainResult:
     """Train ``model`` to regress ``y`` on ``x`` with Adam and squared loss.
 
     Parameters
@@ -42,10 +45,11 @@ def fit_regressor(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, steps: 
         Any module mapping ``(T, D) -> (T, O)``; if it is a :class:`~moe_theory.layers.MoE`,
         ``aux_weight > 0`` adds the Switch load-balancing loss.
     x, y : torch.Tensor, shapes (T, D) and (T, O)
+        The training set (omit both when ``sampler`` is given).
     steps : int
         Optimiser steps.
     lr : float
-        Adam learning rate (cosine-decayed to 5% when ``lr_decay``).
+        Adam learning rate (cosine-decayed to ``lr_min_ratio * lr`` when ``lr_decay``).
     batch_size : int, optional
         Minibatch size (full batch by default); batches are drawn with a generator seeded by ``seed``.
     aux_weight : float
@@ -57,15 +61,29 @@ def fit_regressor(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, steps: 
     callback : callable, optional
         Called as ``callback(step, model)`` before the first step (``step = 0``) and after
         every step (``step = 1..steps``), e.g. to record snapshots.
+    sampler : callable, optional
+        ``sampler(generator) -> (xb, yb)`` draws a *fresh* minibatch at every step (online
+        training, e.g. new points of a manifold each step), using the seeded CPU generator;
+        replaces ``x, y`` and ``batch_size``.
+    lr_min_ratio : float
+        Final learning rate of the cosine schedule, as a fraction of ``lr`` (default 5%).
 
     Returns
     -------
     TrainResult
     """
-    x = check_tensor("x", x, ndim=2)
-    y = check_tensor("y", y, ndim=2)
-    if x.shape[0] != y.shape[0]:
-        raise ValueError(f"x and y must have the same number of rows, got {x.shape[0]} and {y.shape[0]}")
+    if sampler is None:
+        if x is None or y is None:
+            raise ValueError("fit_regressor needs either x and y or a sampler, got neither")
+        x = check_tensor("x", x, ndim=2)
+        y = check_tensor("y", y, ndim=2)
+        if x.shape[0] != y.shape[0]:
+            raise ValueError(f"x and y must have the same number of rows, got {x.shape[0]} and {y.shape[0]}")
+    elif not callable(sampler):
+        raise TypeError(f"sampler must be callable or None, got {type(sampler).__name__}")
+    elif x is not None or y is not None:
+        raise ValueError("pass either x and y or a sampler, not both")
+    lr_min_ratio = check_real("lr_min_ratio", lr_min_ratio, minimum=0.0, maximum=1.0)
     steps = check_positive_int("steps", steps)
     lr = check_positive_real("lr", lr)
     aux_weight = check_real("aux_weight", aux_weight, minimum=0.0)
@@ -74,16 +92,18 @@ def fit_regressor(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, steps: 
         batch_size = check_positive_int("batch_size", batch_size)
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps, eta_min=0.05 * lr) if lr_decay else None
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps, eta_min=lr_min_ratio * lr) if lr_decay else None
     result = TrainResult()
     start = time.perf_counter()
-    T = x.shape[0]
+    T = x.shape[0] if sampler is None else 0
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable or None, got {type(callback).__name__}")
     if callback is not None:
         callback(0, model)
     for step in range(1, steps + 1):
-        if batch_size is None or batch_size >= T:
+        if sampler is not None:
+            xb, yb = sampler(gen)
+        elif batch_size is None or batch_size >= T:
             xb, yb = x, y
         else:
             idx = torch.randint(0, T, (batch_size,), generator=gen).to(x.device)
