@@ -617,22 +617,20 @@ class MoE(nn.Module):
         if keep is not None:
             slot = torch.where(keep, slot, torch.zeros_like(slot))
         # Buffer row r reads token src[r]; padding rows read token 0 and are never read back,
-        # so they get zero gradient.
+        # so they get zero gradient. Each level gathers its own block (no slicing of one buffer).
         src = torch.zeros(rows, dtype=torch.long, device=dev)
         if keep is None:
-            src[slot] = plan.token_sorted
+            src.index_copy_(0, slot, plan.token_sorted)
         else:
-            src[slot[keep]] = plan.token_sorted[keep]
-        xp = xt.index_select(0, src)
+            src.index_copy_(0, slot[keep], plan.token_sorted[keep])
         outs = []
         for lvl, experts in enumerate(members):
             cap = thresholds[lvl + 1] - thresholds[lvl]
-            block = xp[bases[lvl]:bases[lvl] + len(experts) * cap].view(len(experts), cap, D)
+            block = xt.index_select(0, src[bases[lvl]:bases[lvl] + len(experts) * cap]).view(len(experts), cap, D)
             idx = None if lvl == 0 else torch.tensor(experts, device=dev)
             outs.append(self._experts_padded(block, idx).reshape(-1, self.d_out))
         outp = outs[0] if len(outs) == 1 else torch.cat(outs)
-        pos_q = torch.empty_like(slot)
-        pos_q[plan.order] = slot  # buffer row of assignment q
+        pos_q = torch.empty_like(slot).index_copy_(0, plan.order, slot)  # buffer row of assignment q
         return plan.combine(outp.index_select(0, pos_q), routing.weights)
 
     def _forward_sorted(self, xt: torch.Tensor, routing: Routing, plan: _Plan) -> torch.Tensor:
