@@ -32,7 +32,7 @@ __all__ = [
     "soft_elementary_symmetric", "hypersimplex_vertices", "hypersimplex_edges", "normal_cone_inequalities",
     "sum_zero_basis", "eulerian_number", "hypersimplex_volume", "stirling_first", "braid_section_count",
     "general_position_bound", "voronoi_router", "coalition_color", "plot_topk_regions",
-    "plot_hypersimplex4", "plot_normal_fan4",
+    "plot_hypersimplex4", "plot_normal_fan4", "markdown_table",
 ]
 
 
@@ -441,6 +441,27 @@ def plot_normal_fan4(ax, k: int, n_points: int = 600):
     ax.scatter(*U.T, c=cols, s=6, depthshade=False)
     ax.set(xlabel="$u_1$", ylabel="$u_2$", zlabel="$u_3$")
     return ax
+
+
+def markdown_table(header, rows, *, digits: int = 3):
+    """A Markdown table (an ``IPython.display.Markdown``) of ``rows`` under ``header``, floats rounded.
+
+    Chapters use it so that wide result tables wrap in the page instead of scrolling.
+    """
+    def fmt(v):
+        if isinstance(v, (float, np.floating)):
+            return f"{v:.{digits}g}" if abs(v) < 1e4 else f"{v:.0f}"
+        return str(v)
+
+    from IPython.display import Markdown
+
+    header = [str(h) for h in header]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in rows:
+        if len(r) != len(header):
+            raise ValueError(f"rows must have {len(header)} entries like header, got a row of {len(r)}")
+        lines.append("| " + " | ".join(fmt(v) for v in r) + " |")
+    return Markdown("\n".join(lines))
 
 
 # Regions in input space: re-exported so that the issue's names import from this module.

@@ -422,3 +422,30 @@ def test_bad_inputs_raise_clear_errors():
         perturbation_resilience(W, b, 2, A=np.eye(3), c=np.zeros(3), sigma=-1.0, n_trials=1, seed=0)
     with pytest.raises(ValueError, match="n_flats must be >= 1"):
         flat_capacity_table(4, 2, 3, [1], n_flats=0, seed=0)
+
+
+def test_plot_helpers_and_markdown_table():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from moe_theory.tropical import (coalition_color, markdown_table, plot_hypersimplex4, plot_normal_fan4,
+                                     plot_topk_regions)
+
+    W, b = _router(5, 2, 12)
+    fig, ax = plt.subplots()
+    seen = plot_topk_regions(ax, W, b, 2, resolution=60)
+    assert 1 <= seen <= len(realizable_topk_sets(W, b, 2))  # the window shows a subset of the exact regions
+    with pytest.raises(ValueError, match=r"W must have shape \(\.\.\., \*, 2\)"):
+        plot_topk_regions(ax, np.zeros((5, 3)), b, 2)
+    fig3 = plt.figure()
+    plot_hypersimplex4(fig3.add_subplot(projection="3d"), 2, g=[3.0, 1.0, 2.0, 0.0])
+    with pytest.raises(ValueError, match=r"g must have shape \(\.\.\., 4\)"):
+        plot_hypersimplex4(fig3.add_subplot(projection="3d"), 2, g=[1.0, 2.0])
+    with pytest.raises(ValueError, match="n_points must be >= 1"):
+        plot_normal_fan4(fig3.add_subplot(projection="3d"), 2, n_points=0)
+    plt.close("all")
+    assert np.allclose(coalition_color((0,), 3), matplotlib.colors.to_rgb("#1f77b4"))
+    md = markdown_table(["a", "b"], [[1, 0.5]]).data
+    assert md.splitlines() == ["| a | b |", "|---|---|", "| 1 | 0.5 |"]
+    with pytest.raises(ValueError, match="rows must have 2 entries"):
+        markdown_table(["a", "b"], [[1]])
