@@ -253,6 +253,14 @@ def test_prop_trop_kset_duality_planar_convex_rows_and_voronoi():
         assert len(realizable_topk_sets(W, b, k)) == N - k + 1
 
 
+def test_prop_trop_kset_duality_planar_at_most_k_sets_alon_gyori():
+    # bias-free planar router: rho_i(rows, 0) = number of i-sets; sum_{i<=k} nu_i <= kN for k < N/2
+    for seed in range(2):
+        pts = np.random.default_rng(seed).standard_normal((7, 2))
+        nu = [len(realizable_topk_sets(pts, np.zeros(7), i)) for i in range(1, 4)]
+        assert all(sum(nu[:k]) <= k * 7 for k in range(1, 4))
+
+
 def test_prop_trop_kset_duality_lee_on_random_sites_and_lifted_upper_hull():
     sites = np.random.default_rng(6).standard_normal((8, 2))
     W, b = voronoi_router(sites)
