@@ -101,7 +101,8 @@ def summary_rows(results: dict) -> list[dict]:
 def machine_line(results: dict) -> str:
     m = results["machine"]
     return (f"{m['cpu']} ({m['cpu_count']} cores, {m['cpu_capability']}), {m['platform']}; Python {m['python']}, "
-            f"torch {m['torch']}, transformers {m['transformers']}; {m['torch_threads']} torch threads, "
+            f"torch {m['torch']}, transformers {m['transformers']}; {m['torch_threads']} torch threads "
+            f"(OMP_WAIT_POLICY={m.get('omp_wait_policy')}), "
             f"{m['dtype']} on {m['device']}; run started {results['started']}, {results['rounds']} rounds, "
             f"load average before {tuple(round(v, 2) for v in results['load_before'])}")
 
@@ -159,3 +160,50 @@ of one forward+backward above the resident memory before it, in a fresh process.
 
 if __name__ == "__main__":
     print(write_results_md())
+
+
+def html_tables(results: dict) -> str:
+    """The tables of :func:`markdown_tables` as HTML (for notebook output)."""
+    import html
+
+    parts = []
+    for name, res in results["configs"].items():
+        timing, mem = res["timing"], res.get("peak_memory_bytes", {})
+        limit, ours = timing["limit"]["median_s"], timing["moe_theory"]["median_s"]
+        rows = []
+        for cand in LABELS:
+            if cand not in timing:
+                continue
+            t = timing[cand]["median_s"]
+            bold = cand in ("moe_theory", "limit")
+            cells = [LABELS[cand], _fmt_ms(t), str(timing[cand]["n"]), f"{t / limit:.2f}", f"{t / ours:.2f}",
+                     _fmt_mb(mem.get(cand))]
+            tds = "".join(f"<td style='text-align:{'left' if i == 0 else 'right'}'>"
+                          f"{'<b>' if bold else ''}{html.escape(c)}{'</b>' if bold else ''}</td>"
+                          for i, c in enumerate(cells))
+            rows.append(f"<tr>{tds}</tr>")
+        head = "".join(f"<th>{h}</th>" for h in ("candidate", "median ms (fwd+bwd)", "runs", "× limit",
+                                                  "× moe_theory", "peak MB"))
+        parts.append(f"<p><b>{html.escape(config_line(name, res))}</b></p>"
+                     f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+                     f"<p>{html.escape(targets_sentence(res))}</p>")
+    return "\n".join(parts)
+
+
+def auto_dispatch_choices(results: dict, *, device="cpu") -> dict[str, str]:
+    """The strategy ``dispatch="auto"`` picks on each benchmark configuration (one forward, no grad)."""
+    import torch
+
+    from moe_theory import MoE
+
+    out = {}
+    for name, res in results["configs"].items():
+        c = res["config"]
+        torch.manual_seed(0)  # the initialisation bench_moe.build uses
+        layer = MoE(c["d_model"], c["d_hidden"], c["n_experts"], c["k"], expert="swiglu", device=device,
+                    dtype=torch.float32)
+        x = torch.randn(c["tokens"], c["d_model"], generator=torch.Generator().manual_seed(0)).to(device)
+        with torch.no_grad():
+            layer(x)
+        out[name] = layer.last_dispatch
+    return out

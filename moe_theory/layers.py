@@ -281,8 +281,7 @@ _EXPERTS = ("mlp", "swiglu")
 
 # Size thresholds of dispatch="auto" (measured on a 2-core CPU, see benchmarks/README.md).
 _DENSE_MAX_MACS = 1 << 21   # dense if T * N * (expert MACs per token) is at most this ...
-_PADDED_MAX_WASTE = 1.5     # ... padded if N * max_load <= this * (kept assignments) ...
-_SORTED_MIN_WIDTH = 128     # ... and sorted (grouped matmul) only for experts at least this wide.
+_SORTED_MIN_WIDTH = 128     # ... sorted (grouped matmul) for experts at least this wide, else padded.
 
 
 def _grouped_mm_supported(a: torch.Tensor, weights: tuple[torch.Tensor, ...], widths: tuple[int, ...]) -> bool:
@@ -380,11 +379,6 @@ class _Plan:
         w = self.weights_q(weights).view(self.k, self.T, 1)
         return (out_q.view(self.k, self.T, -1) * w).sum(0)
 
-    def inverse_order(self) -> torch.Tensor:
-        inv = torch.empty_like(self.order)
-        inv[self.order] = torch.arange(self.S, device=self.order.device)
-        return inv
-
 
 class MoE(nn.Module):
     """A Mixture-of-Experts layer whose experts are 2-layer MLPs or SwiGLU blocks.
@@ -420,17 +414,22 @@ class MoE(nn.Module):
           it only wins for tiny layers, or when ``k = N``.
         * ``"padded"``: assignments grouped by expert (stable sort) into an ``(N, C, d)``
           buffer, ``C`` = the largest load (or the capacity), then one batched matmul
-          (:func:`torch.bmm`) per expert layer. Wins for small widths; wastes
-          ``N * C / (T k) - 1`` of its arithmetic on padding.
+          (:func:`torch.bmm`) per expert layer. With uneven loads the ranks above a threshold
+          go to up to two more, smaller levels that hold only the experts loaded that far
+          (their weights gathered), thresholds chosen to minimise padded rows
+          (:func:`_padding_levels`). Wins for small widths.
         * ``"sorted"``: assignments sorted by expert into a ragged ``(T k, d)`` array and one
           grouped matmul (:func:`torch.nn.functional.grouped_mm`) per expert layer; no
           padding. Where ``grouped_mm`` cannot run (float64, CPU widths not a multiple of
           16 bytes, CUDA without bfloat16) the ragged groups go through the padded kernel.
         * ``"loop"``: :meth:`forward_reference`.
-        * ``"auto"`` (default): ``"dense"`` if ``k = N`` or ``T * N * (MACs of one expert)
-          <= 2**21``; otherwise ``"sorted"`` if ``grouped_mm`` runs and every expert width is
-          at least 128 or padding would waste more than half the work
-          (``N * C > 1.5 T k``); otherwise ``"padded"``.
+        * ``"auto"`` (default): ``"dense"`` if ``k = N`` or ``T * N * (MACs of one expert
+          per token) <= 2**21``; otherwise ``"sorted"`` if every width (``d_model``,
+          ``d_hidden``, ``d_out``) is at least 128 and ``grouped_mm`` runs (there its
+          per-expert overhead is small next to the matmuls and it wastes nothing on
+          padding); otherwise ``"padded"`` (at small widths one batched matmul per level
+          beats a grouped matmul's per-expert calls, even with the padding). Measured on a
+          2-core CPU: ``benchmarks/RESULTS.md``.
     expert : {"mlp", "swiglu"}
         Expert kind. The MLP has parameters ``w1 (N, H, D)``, ``b1 (N, H)``, ``w2 (N, O, H)``,
         ``b2 (N, O)``; the SwiGLU has ``w13 (N, 2H, D)`` (rows ``:H`` are ``W1``, the gate,
@@ -545,7 +544,7 @@ class MoE(nn.Module):
         return x
 
     # ----------------------------------------------------------------- strategies
-    def choose_dispatch(self, routing: Routing, max_load: int | None = None) -> str:
+    def choose_dispatch(self, routing: Routing) -> str:
         """The strategy ``dispatch="auto"`` uses for this routing (see the class docstring)."""
         T, N, k = routing.indices.shape[0], self.n_experts, routing.k
         H, D, O = self.d_hidden, self.d_model, self.d_out
@@ -554,13 +553,9 @@ class MoE(nn.Module):
             return "dense"
         widths = (D, gates * H, H, O)
         weights = (self.w13 if self.expert_kind == "swiglu" else self.w1, self.w2)
-        if not _grouped_mm_supported(self.w2, weights, widths):
-            return "padded"
-        if min(D, H, O) >= _SORTED_MIN_WIDTH:
+        if min(D, H, O) >= _SORTED_MIN_WIDTH and _grouped_mm_supported(self.w2, weights, widths):
             return "sorted"
-        if max_load is None:
-            max_load = int(routing.load.max()) if routing.kept is None else self.capacity(T)
-        return "sorted" if N * max_load > _PADDED_MAX_WASTE * T * k else "padded"
+        return "padded"
 
     def _forward_dense(self, xt: torch.Tensor, routing: Routing) -> torch.Tensor:
         T, N, H, O = xt.shape[0], self.n_experts, self.d_hidden, self.d_out
