@@ -432,11 +432,11 @@ def test_bad_inputs_raise_clear_errors():
         flat_capacity_table(4, 2, 3, [1], n_flats=0, seed=0)
 
 
-def test_plot_helpers_and_markdown_table():
+def test_plot_helpers_and_result_table():
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from moe_theory.tropical import (coalition_color, markdown_table, plot_hypersimplex4, plot_normal_fan4,
+    from moe_theory.tropical import (coalition_color, result_table, plot_hypersimplex4, plot_normal_fan4,
                                      plot_topk_regions)
 
     W, b = _router(5, 2, 12)
@@ -453,7 +453,8 @@ def test_plot_helpers_and_markdown_table():
         plot_normal_fan4(fig3.add_subplot(projection="3d"), 2, n_points=0)
     plt.close("all")
     assert np.allclose(coalition_color((0,), 3), matplotlib.colors.to_rgb("#1f77b4"))
-    md = markdown_table(["a", "b"], [[1, 0.5]]).data
+    md = result_table(["a", "b"], [[1, 0.5]]).markdown
+    assert "<td>0.5</td>" in result_table(["a", "b"], [[1, 0.5]])._repr_html_()
     assert md.splitlines() == ["| a | b |", "|---|---|", "| 1 | 0.5 |"]
     with pytest.raises(ValueError, match="rows must have 2 entries"):
-        markdown_table(["a", "b"], [[1]])
+        result_table(["a", "b"], [[1]])
