@@ -467,7 +467,7 @@ class ResultTable:
     def _repr_html_(self) -> str:
         import html
 
-        pad = 'style="padding:0.15em 0.9em;text-align:right"'
+        pad = 'style="padding:0.15em 0.5em;text-align:right"'
         head = "".join(f"<th {pad}>{html.escape(h)}</th>" for h in self.header)
         body = "".join("<tr>" + "".join(f"<td {pad}>{html.escape(c)}</td>" for c in r) + "</tr>" for r in self.rows)
         return f'<table class="moe-result-table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
