@@ -94,7 +94,7 @@ def circle_target(theta, freqs=(5.0, 3.0)) -> np.ndarray:
 
     Examples
     --------
-    >>> float(circle_target(np.array([0.0]))[0]) == np.sin(5.0) + 1.0
+    >>> bool(circle_target(np.array([0.0]))[0] == np.sin(5.0) + 1.0)
     True
     """
     theta = check_array("theta", theta)
@@ -103,7 +103,15 @@ def circle_target(theta, freqs=(5.0, 3.0)) -> np.ndarray:
 
 
 def sample_circle(n: int, Q, *, seed) -> tuple[np.ndarray, np.ndarray]:
-    """``n`` points with uniform angle on the unit circle embedded by ``Q``: returns ``(x, theta)``."""
+    """``n`` points with uniform angle on the unit circle embedded by ``Q``: returns ``(x, theta)``.
+
+    ``x = Q (cos theta, sin theta)`` with ``theta ~ U[0, 2 pi)`` drawn from ``seed``.
+
+    Examples
+    --------
+    >>> x, theta = sample_circle(3, circle_embedding(8), seed=0); x.shape
+    (3, 8)
+    """
     n = check_positive_int("n", n)
     theta = check_rng(seed, name="seed").uniform(0.0, 2 * np.pi, n)
     return embed(np.stack([np.cos(theta), np.sin(theta)], 1), Q), theta
@@ -186,7 +194,18 @@ def partition_of_unity(x, centres, radius: float) -> np.ndarray:
 
 
 def argmax_routing_is_exact(rho, delta) -> np.ndarray:
-    """Whether routing by ``argmax(rho + delta)`` lands in the support of ``rho``: ``rho_{j*} > 0``."""
+    """Whether routing by ``argmax(rho + delta)`` lands in the support of ``rho``: ``rho_{j*} > 0``.
+
+    Notes
+    -----
+    Exact-routing lemma: for a probability vector ``rho`` and ``|delta|_inf < 1/(2N)`` this is always
+    True, because ``max_i rho_i >= 1/N``. Ties go to the smaller index (``np.argmax``).
+
+    Examples
+    --------
+    >>> bool(argmax_routing_is_exact(np.array([0.0, 0.5, 0.5]), np.array([0.2, -0.2, -0.2])))
+    True
+    """
     rho = check_array("rho", rho, min_ndim=1)
     delta = check_array("delta", delta, shape=rho.shape[-1:], min_ndim=1)
     j = np.argmax(rho + delta, axis=-1)
@@ -360,7 +379,15 @@ def count_parameters(model: nn.Module) -> int:
 def equal_parameter_width(D: int, *, n_experts: int = 4, width: int = 10) -> int:
     """Width ``h`` of a dense ``D -> h -> 1`` ReLU net with about as many parameters as the MoE.
 
-    MoE: ``N (D + 1)`` gate + ``N (width (D + 2) + 1)`` experts; dense: ``h (D + 2) + 1``.
+    Notes
+    -----
+    MoE: ``N (D + 1)`` gate + ``N (width (D + 2) + 1)`` experts; dense: ``h (D + 2) + 1``;
+    ``h`` is the rounded solution of equality.
+
+    Examples
+    --------
+    >>> equal_parameter_width(128)
+    44
     """
     D, n_experts, width = (check_positive_int("D", D), check_positive_int("n_experts", n_experts),
                            check_positive_int("width", width))
@@ -493,7 +520,7 @@ def plot_circle_moe(model: MoE, Q, *, freqs=(5.0, 3.0), axes=None, n: int = 720)
         axes[1].plot(theta, probs[:, i], color=colors[i], lw=1.5)
         axes[1].fill_between(theta, 0, 1, where=owner == i, color=colors[i], alpha=0.15, lw=0)
     axes[0].set(ylabel="output", ylim=(-2.6, 2.6))
-    axes[0].legend(fontsize=7, ncol=3, loc="lower center")
+    axes[0].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     axes[1].set(xlabel=r"angle $\theta$ on the circle", ylabel="router $p_i$", ylim=(0, 1))
     axes[1].set_xticks(np.pi * np.arange(5) / 2, ["0", r"$\pi/2$", r"$\pi$", r"$3\pi/2$", r"$2\pi$"])
     return axes
