@@ -252,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--save", action="store_true", help="write benchmarks/results.json")
     parser.add_argument("--out", default=str(HERE / "results.json"), help="where --save writes")
     parser.add_argument("--configs", nargs="*", default=list(CONFIGS), help="subset of configuration names")
+    parser.add_argument("--merge", action="store_true",
+                        help="with --save: keep the other configurations already in the results file")
     parser.add_argument("--rounds", type=int, default=None, help="rounds per configuration (default 15, quick 3; wide configurations 3/5 of it)")
     args = parser.parse_args(argv)
     torch.set_num_threads(THREADS)
@@ -270,6 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         memory = {} if args.quick else {c: peak_memory(name, c) for c in CANDIDATES}
         res = summarise(name, cfg, timing, memory)
         res["load_during"] = [load0, os.getloadavg()]
+        res["measured_at"] = time.strftime("%Y-%m-%d %H:%M:%S")
         res["max_abs_diff_vs_transformers"] = diff
         results["configs"][name] = res
         print_table(name, res)
@@ -277,6 +280,11 @@ def main(argv: list[str] | None = None) -> int:
               f"|moe_theory - Mixtral block| = {diff:.1e}")
     results["load_after"] = os.getloadavg()
     if args.save:
+        if args.merge and Path(args.out).exists():
+            old = json.loads(Path(args.out).read_text())
+            merged = {**old.get("configs", {}), **results["configs"]}
+            results["configs"] = {name: merged[name] for name in CONFIGS if name in merged}
+            results["merged_from"] = old.get("started")
         Path(args.out).write_text(json.dumps(results, indent=1))
         print(f"saved {args.out}")
     return 0

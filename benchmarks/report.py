@@ -79,9 +79,13 @@ def targets_sentence(res: dict) -> str:
     else:
         words.append(f"speed-up over the faster transformers block = {r['speedup_vs_transformers']:.2f}")
     words.append(f"speed-up over the reference loop = {r['speedup_vs_reference']:.1f}")
+    t = res["timing"]
+    words.append(f"by the fastest run instead of the median: moe_theory / limit = "
+                 f"{t['moe_theory']['min_s'] / t['limit']['min_s']:.2f}")
     la = res.get("load_during")
     if la:
-        words.append(f"load average (1 min) {la[0][0]:.2f} before, {la[1][0]:.2f} after")
+        words.append(f"load average (1 min) {la[0][0]:.2f} before, {la[1][0]:.2f} after"
+                     + (f", measured {res['measured_at']}" if res.get("measured_at") else ""))
     return "; ".join(words) + "."
 
 
