@@ -8,8 +8,12 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 JB_FLAGS ?= -W -n --keep-going
+# Idle torch/OpenMP threads sleep instead of spinning: on a small shared CPU spinning threads
+# slowed the chapters' small tensor ops several-fold (benchmarks/README.md). Override freely.
+OMP_WAIT_POLICY ?= PASSIVE
+export OMP_WAIT_POLICY
 
-.PHONY: book test setup tests-only browser-deps clean clean-cache chapter-times
+.PHONY: book test setup tests-only browser-deps clean clean-cache chapter-times chapter bench bench-quick experiments
 
 $(BIN)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +45,24 @@ tests-only: setup
 
 chapter-times:
 	$(BIN)/python scripts/chapter_times.py
+
+# One chapter alone, strictly, in _build_chapters/$(NAME) (own cache), then the browser check on it:
+#   make chapter NAME=tropical
+chapter: setup
+	$(BIN)/python scripts/build_chapter.py $(NAME) --browser
+
+# Speed and memory, printed as ratios against baselines measured in the same run (benchmarks/README.md).
+bench: setup
+	$(BIN)/python -m pip install -q -r benchmarks/requirements.txt
+	$(BIN)/python benchmarks/run_all.py
+
+bench-quick: setup
+	$(BIN)/python -m pip install -q -r benchmarks/requirements.txt
+	$(BIN)/python benchmarks/run_all.py --quick
+
+# Full-scale reproductions, regenerating the committed results/ files (slow: see each command's --help).
+experiments: setup
+	$(BIN)/python -m moe_theory.experiments.manifold
 
 clean-cache:
 	rm -rf _build/.jupyter_cache

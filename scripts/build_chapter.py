@@ -1,7 +1,8 @@
-"""Build one chapter (plus the intro, notation, primer and bibliography pages) into its own folder.
+"""Build the book executing only the chosen chapter(s), into a folder of its own.
 
-For writing a chapter: it executes and builds only that page, strictly (warnings and cell
-errors fatal, as the full build), with its own execution cache, so several chapters can be
+For writing a chapter: it executes only that page (the others are built from their source,
+without outputs, so every cross-reference resolves), strictly (warnings and cell errors fatal, as
+the full build), with its own execution cache, so several chapters can be
 built at once without touching ``_build/``. Then, optionally, it runs the browser check on
 the result::
 
@@ -44,11 +45,15 @@ def main(argv: list[str] | None = None) -> int:
     sphinx = config["sphinx"]
     sphinx["local_extensions"] = {k: str(ROOT / v) for k, v in sphinx["local_extensions"].items()}
     sphinx["config"]["html_extra_path"] = [str(ROOT / p) for p in sphinx["config"]["html_extra_path"]]
+    # The whole table of contents (so every cross-reference resolves), but only the chosen chapters
+    # are executed; the other pages are built from their source without outputs.
+    others = sorted("*/" + p.relative_to(ROOT).as_posix() for p in (ROOT / "book").glob("*.md")
+                    if p.stem not in args.chapters)
+    config["execute"]["exclude_patterns"] = others
+    # Unexecuted pages have no glued values: only that warning is silenced here (never in the full build).
+    sphinx["config"]["suppress_warnings"] = sphinx["config"].get("suppress_warnings", []) + ["mystnb.glue"]
     (out / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
-    chapters = [{"file": "book/notation"}, {"file": "book/primer"}] + [{"file": f"book/{n}"} for n in args.chapters]
-    toc = {"format": "jb-book", "root": "book/intro",
-           "parts": [{"caption": "Chapters", "chapters": chapters + [{"file": "book/bibliography"}]}]}
-    (out / "_toc.yml").write_text(yaml.safe_dump(toc, sort_keys=False))
+    (out / "_toc.yml").write_text((ROOT / "_toc.yml").read_text())
 
     jb = Path(sys.executable).with_name("jupyter-book")
     cmd = [str(jb), "build", "-W", "-n", "--keep-going", "--config", str(out / "_config.yml"),
