@@ -380,6 +380,79 @@ class _Plan:
         return (out_q.view(self.k, self.T, -1) * w).sum(0)
 
 
+_BLOCK_ROWS = 32  # padded SwiGLU path: rows per block (each expert's load rounded up to a multiple)
+
+
+class _BlockSwiGLU(torch.autograd.Function):
+    """SwiGLU experts on expert-sorted blocks of ``q`` rows, combined with the routing weights.
+
+    Forward: ``xb = x[src]`` viewed as ``(B, q, D)`` blocks (block ``b`` belongs to expert
+    ``bexp[b]``), ``h = silu(xb W1^T) * (xb W3^T)``, ``out = h W2^T`` (one :func:`torch.bmm` per
+    layer, the weights of each block gathered), then ``y_t = sum_s w_{sT+t} out[pos[sT+t]]``.
+    Backward computes the gradients by hand from one saved layout: the output gradient is
+    gathered into the block rows (``gy[src] * w_row``), the input gradient gathered back by
+    ``pos`` and summed over slots (no scatter), the weight gradients summed per expert with
+    :meth:`torch.Tensor.index_add_` over the blocks (deterministic on CPU).
+    Padding rows read token 0 with weight 0; a dropped assignment points at the extra zero row
+    ``R`` of the block buffers and has weight 0.
+    """
+
+    @staticmethod
+    def forward(ctx, x, w13, w2, wq, src, pos, w_row_index, bexp, q, k):
+        T, D = x.shape
+        B = bexp.shape[0]
+        H = w2.shape[2]
+        R = B * q
+        w13t = w13.index_select(0, bexp).transpose(1, 2)  # (B, D, 2H)
+        w2t = w2.index_select(0, bexp).transpose(1, 2)  # (B, H, O)
+        xb = x.index_select(0, src).view(B, q, D)
+        gu = torch.bmm(xb, w13t)  # (B, q, 2H)
+        gate, up = gu[..., :H], gu[..., H:]
+        s = torch.sigmoid(gate)
+        a = gate * s
+        h = a * up
+        outp = x.new_zeros(R + 1, w2.shape[1])
+        torch.bmm(h, w2t, out=outp[:R].view(B, q, -1))
+        out_q = outp.index_select(0, pos).view(k, T, -1)
+        y = (out_q * wq.view(k, T, 1)).sum(0)
+        ctx.save_for_backward(xb, gu, s, a, h, w13t, w2t, out_q, wq, src, pos, w_row_index, bexp)
+        ctx.sizes = (T, D, H, q, k, w13.shape[0])
+        return y
+
+    @staticmethod
+    def backward(ctx, gy):
+        xb, gu, s, a, h, w13t, w2t, out_q, wq, src, pos, w_row_index, bexp = ctx.saved_tensors
+        T, D, H, q, k, N = ctx.sizes
+        B = bexp.shape[0]
+        R = B * q
+        gy = gy.contiguous()
+        g_wq = (out_q * gy).sum(-1).reshape(-1) if ctx.needs_input_grad[3] else None
+        # weight of each block row (0 on padding rows): wq extended by a zero, read by row
+        w_row = torch.cat([wq.detach(), wq.new_zeros(1)]).index_select(0, w_row_index)
+        g_out = (gy.index_select(0, src) * w_row[:, None]).view(B, q, -1)  # (B, q, O)
+        g_h = torch.bmm(g_out, w2t.transpose(1, 2))  # (B, q, H)
+        g_w2 = None
+        if ctx.needs_input_grad[2]:
+            g_w2t = torch.bmm(h.transpose(1, 2), g_out)  # (B, H, O)
+            g_w2 = gy.new_zeros(N, H, g_w2t.shape[2]).index_add_(0, bexp, g_w2t).transpose(1, 2)
+        gate, up = gu[..., :H], gu[..., H:]
+        g_gu = torch.empty_like(gu)
+        torch.mul(g_h, a, out=g_gu[..., H:])  # d/d up
+        # d silu(g)/dg = s (1 + g (1 - s))
+        g_gate = g_h * up
+        g_gate *= s * (1 + gate * (1 - s))
+        g_gu[..., :H] = g_gate
+        g_x = g_w13 = None
+        if ctx.needs_input_grad[0]:
+            g_xp = gy.new_zeros(R + 1, D)
+            torch.bmm(g_gu, w13t.transpose(1, 2), out=g_xp[:R].view(B, q, D))
+            g_x = g_xp.index_select(0, pos).view(k, T, D).sum(0)
+        if ctx.needs_input_grad[1]:
+            g_w13t = torch.bmm(xb.transpose(1, 2), g_gu)  # (B, D, 2H)
+            g_w13 = gy.new_zeros(N, D, 2 * H).index_add_(0, bexp, g_w13t).transpose(1, 2)
+        return g_x, g_w13, g_w2, g_wq, None, None, None, None, None, None
+
+
 class MoE(nn.Module):
     """A Mixture-of-Experts layer whose experts are 2-layer MLPs or SwiGLU blocks.
 
@@ -585,7 +658,28 @@ class MoE(nn.Module):
         h = self._act(torch.baddbmm(pick(self.b1)[:, None, :], xp, pick(self.w1).transpose(1, 2)))
         return torch.baddbmm(pick(self.b2)[:, None, :], h, w2)
 
+    def _forward_blocks(self, xt: torch.Tensor, routing: Routing, plan: _Plan) -> torch.Tensor:
+        """Padded path of the SwiGLU expert: each expert's rows rounded up to blocks of ``_BLOCK_ROWS``."""
+        q, N, T, S = _BLOCK_ROWS, self.n_experts, plan.T, plan.S
+        dev = xt.device
+        nb = (plan.counts + (q - 1)) // q  # blocks per expert
+        B = int(nb.sum())
+        R = B * q
+        bexp = torch.repeat_interleave(torch.arange(N, device=dev), nb, output_size=B)
+        row = ((torch.cumsum(nb, 0) - nb) * q).index_select(0, plan.e_sorted) + plan.rank  # sorted -> row
+        order = plan.order
+        if plan.keep_sorted is not None:
+            row = torch.where(plan.keep_sorted, row, torch.full_like(row, R))  # dropped -> zero row R
+        pos = torch.empty_like(row).index_copy_(0, order, row)  # block row of assignment q
+        # assignment of each block row (S on padding rows; the extra slot R takes the dropped ones)
+        row_q = torch.full((R + 1,), S, dtype=torch.long, device=dev).index_copy_(0, row, order)[:R]
+        src = row_q.remainder(T)  # token of each block row (token 0 on padding rows, weight 0)
+        wq = plan.weights_q(routing.weights)
+        return _BlockSwiGLU.apply(xt, self.w13, self.w2, wq, src, pos, row_q, bexp, q, plan.k)
+
     def _forward_padded(self, xt: torch.Tensor, routing: Routing, plan: _Plan) -> torch.Tensor:
+        if self.expert_kind == "swiglu":
+            return self._forward_blocks(xt, routing, plan)
         N, D = self.n_experts, self.d_model
         loads = plan.counts.tolist()
         thresholds = _padding_levels(loads, xt.shape[0] * plan.k)

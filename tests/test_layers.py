@@ -214,21 +214,23 @@ from moe_theory.layers import Routing, _grouped_mm_supported, _padding_levels  #
 _STRATEGIES = ("auto", "sorted", "padded", "dense")
 
 
-def _grads(layer, y):
-    """Gradients of a fixed, non-symmetric scalar of ``y`` w.r.t. every parameter (zeros if unused)."""
-    params = list(layer.parameters())
+def _grads(layer, y, x=None):
+    """Gradients of a fixed, non-symmetric scalar of ``y`` w.r.t. every parameter and ``x`` (zeros if unused)."""
+    params = list(layer.parameters()) + ([x] if x is not None else [])
     weights = torch.linspace(-1.0, 2.0, y.numel(), dtype=y.dtype).view_as(y)
     grads = torch.autograd.grad((y * weights).sum(), params, allow_unused=True)
     return [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]
 
 
 def _assert_fast_equals_reference(layer, x, atol=1e-6):
+    x = x.detach().requires_grad_()
     y, r = layer(x, return_routing=True)
-    g = _grads(layer, y)
+    g = _grads(layer, y, x)
     y_ref, r_ref = layer.forward_reference(x, return_routing=True)
-    g_ref = _grads(layer, y_ref)
+    g_ref = _grads(layer, y_ref, x)
     assert torch.allclose(y, y_ref, atol=atol, rtol=0), (layer.last_dispatch, (y - y_ref).abs().max())
-    for (name, _), a, b in zip(layer.named_parameters(), g, g_ref):
+    names = [name for name, _ in layer.named_parameters()] + ["x"]
+    for name, a, b in zip(names, g, g_ref):
         assert torch.allclose(a, b, atol=atol, rtol=0), (name, (a - b).abs().max())
     assert torch.equal(r.indices, r_ref.indices) and torch.equal(r.load, r_ref.load)
     assert (r.kept is None) == (r_ref.kept is None)
