@@ -234,7 +234,13 @@ class TopKRouter(_LinearGate):
     def _route_logits(self, g: torch.Tensor) -> Routing:
         indices, top = _topk_route(g, self.k)  # (T, k)
         if self.weighting == "renormalized":
-            weights = torch.softmax(top, dim=-1)  # (T, k)
+            if self.k == 1:
+                weights = torch.softmax(top, dim=-1)  # (T, 1): exactly 1, no gradient to the gate
+            else:
+                # softmax over the k selected logits; top[:, 0] is their largest (a cheaper kernel
+                # than torch.softmax for a short last dimension; the same function and gradient)
+                e = torch.exp(top - top[..., :1].detach())
+                weights = e / e.sum(-1, keepdim=True)  # (T, k)
             p = None  # softmax(g), computed when first read (the layer's output does not need it)
         else:
             p = torch.softmax(g, dim=-1)  # (T, N)
@@ -411,24 +417,24 @@ class _BlockSwiGLU(torch.autograd.Function):
         s = torch.sigmoid(gate)
         a = gate * s
         h = a * up
-        outp = x.new_zeros(R + 1, w2.shape[1])
+        outp = x.new_empty(R + 1, w2.shape[1])
+        outp[R] = 0
         torch.bmm(h, w2t, out=outp[:R].view(B, q, -1))
         out_q = outp.index_select(0, pos).view(k, T, -1)
         y = (out_q * wq.view(k, T, 1)).sum(0)
-        ctx.save_for_backward(xb, gu, s, a, h, w13t, w2t, out_q, wq, src, pos, w_row_index, bexp)
+        w_row = torch.cat([wq, wq.new_zeros(1)]).index_select(0, w_row_index)  # weight of each block row
+        ctx.save_for_backward(xb, gu, s, a, h, w13t, w2t, out_q, w_row, src, pos, bexp)
         ctx.sizes = (T, D, H, q, k, w13.shape[0])
         return y
 
     @staticmethod
     def backward(ctx, gy):
-        xb, gu, s, a, h, w13t, w2t, out_q, wq, src, pos, w_row_index, bexp = ctx.saved_tensors
+        xb, gu, s, a, h, w13t, w2t, out_q, w_row, src, pos, bexp = ctx.saved_tensors
         T, D, H, q, k, N = ctx.sizes
         B = bexp.shape[0]
         R = B * q
         gy = gy.contiguous()
         g_wq = (out_q * gy).sum(-1).reshape(-1) if ctx.needs_input_grad[3] else None
-        # weight of each block row (0 on padding rows): wq extended by a zero, read by row
-        w_row = torch.cat([wq.detach(), wq.new_zeros(1)]).index_select(0, w_row_index)
         g_out = (gy.index_select(0, src) * w_row[:, None]).view(B, q, -1)  # (B, q, O)
         g_h = torch.bmm(g_out, w2t.transpose(1, 2))  # (B, q, H)
         g_w2 = None
@@ -439,12 +445,12 @@ class _BlockSwiGLU(torch.autograd.Function):
         g_gu = torch.empty_like(gu)
         torch.mul(g_h, a, out=g_gu[..., H:])  # d/d up
         # d silu(g)/dg = s (1 + g (1 - s))
-        g_gate = g_h * up
-        g_gate *= s * (1 + gate * (1 - s))
-        g_gu[..., :H] = g_gate
+        dsilu = torch.sub(1, s).mul_(gate).add_(1).mul_(s)
+        torch.mul(g_h * up, dsilu, out=g_gu[..., :H])
         g_x = g_w13 = None
         if ctx.needs_input_grad[0]:
-            g_xp = gy.new_zeros(R + 1, D)
+            g_xp = gy.new_empty(R + 1, D)
+            g_xp[R] = 0
             torch.bmm(g_gu, w13t.transpose(1, 2), out=g_xp[:R].view(B, q, D))
             g_x = g_xp.index_select(0, pos).view(k, T, D).sum(0)
         if ctx.needs_input_grad[1]:
