@@ -387,6 +387,7 @@ class _Plan:
 
 
 _BLOCK_ROWS = 32  # padded SwiGLU path: rows per block (each expert's load rounded up to a multiple)
+_BLOCK_MAX_EXPERT_MACS = 1 << 15  # ... used for experts of at most this many MACs per token, else levels
 
 
 class _BlockSwiGLU(torch.autograd.Function):
@@ -496,7 +497,13 @@ class MoE(nn.Module):
           (:func:`torch.bmm`) per expert layer. With uneven loads the ranks above a threshold
           go to up to two more, smaller levels that hold only the experts loaded that far
           (their weights gathered), thresholds chosen to minimise padded rows
-          (:func:`_padding_levels`). Wins for small widths.
+          (:func:`_padding_levels`). Wins for small widths. Small SwiGLU experts
+          (``d_hidden * (2 d_model + d_out) <= 2**15`` MACs per token) use a finer layout
+          instead: each expert's rows rounded up to blocks of 32 (``_BLOCK_ROWS``), one
+          :func:`torch.bmm` per layer over all blocks (each block's expert weights gathered),
+          in one custom autograd function whose backward is written out (gathers instead of
+          scatters, one layout for forward and backward); for wide experts gathering weights
+          per block costs more than the levels' padding.
         * ``"sorted"``: assignments sorted by expert into a ragged ``(T k, d)`` array and one
           grouped matmul (:func:`torch.nn.functional.grouped_mm`) per expert layer; no
           padding. Where ``grouped_mm`` cannot run (float64, CPU widths not a multiple of
@@ -684,7 +691,8 @@ class MoE(nn.Module):
         return _BlockSwiGLU.apply(xt, self.w13, self.w2, wq, src, pos, row_q, bexp, q, plan.k)
 
     def _forward_padded(self, xt: torch.Tensor, routing: Routing, plan: _Plan) -> torch.Tensor:
-        if self.expert_kind == "swiglu":
+        macs = self.d_hidden * (2 * self.d_model + self.d_out)  # one SwiGLU expert, per token
+        if self.expert_kind == "swiglu" and macs <= _BLOCK_MAX_EXPERT_MACS:
             return self._forward_blocks(xt, routing, plan)
         N, D = self.n_experts, self.d_model
         loads = plan.counts.tolist()

@@ -289,6 +289,30 @@ def test_padded_path_with_several_levels_equals_reference():
     assert len(levels) > 2, levels
 
 
+@pytest.mark.parametrize("capacity_factor", [None, 0.7])
+@pytest.mark.parametrize("layout", ["blocks", "levels"])
+def test_padded_swiglu_blocks_and_levels_layouts_equal_reference(monkeypatch, layout, capacity_factor):
+    # Small SwiGLU experts go through expert-sorted blocks of _BLOCK_ROWS rows (a custom autograd
+    # function), wide ones through the levels; force each layout, with skewed loads spanning
+    # several blocks per expert, with and without dropping.
+    import moe_theory.layers as layers
+    monkeypatch.setattr(layers, "_BLOCK_ROWS", 8)
+    if layout == "levels":
+        monkeypatch.setattr(layers, "_BLOCK_MAX_EXPERT_MACS", 0)
+    calls = []
+    original = layers._BlockSwiGLU.apply
+    monkeypatch.setattr(layers._BlockSwiGLU, "apply", lambda *a: calls.append(1) or original(*a))
+    for k in (1, 2, 3):
+        layer = _layer(7, k, D=6, H=5, O=4, seed=k, expert="swiglu", dispatch="padded",
+                       capacity_factor=capacity_factor)
+        with torch.no_grad():
+            layer.router.bias.copy_(torch.linspace(2.0, 0.0, 7))
+        x = torch.randn(2, 60, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(k))
+        r = _assert_fast_equals_reference(layer, x)
+        assert int(r.load.max()) > 8  # several blocks for the busiest expert
+    assert bool(calls) == (layout == "blocks")
+
+
 def test_padding_levels_cover_the_largest_load_and_never_cost_more_than_one_level():
     for loads in ([5, 5, 5, 5], [0, 0, 9], [100, 3, 3, 3, 3, 3, 3, 3], [7], [0, 0]):
         t = _padding_levels(loads, sum(loads))
