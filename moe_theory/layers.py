@@ -417,7 +417,7 @@ class _BlockSwiGLU(torch.autograd.Function):
         gate, up = gu[..., :H], gu[..., H:]
         s = torch.sigmoid(gate)
         a = gate * s
-        h = a * up
+        h = torch.mul(a, up)
         outp = x.new_empty(R + 1, w2.shape[1])
         outp[R] = 0
         torch.bmm(h, w2t, out=outp[:R].view(B, q, -1))
@@ -436,18 +436,18 @@ class _BlockSwiGLU(torch.autograd.Function):
         R = B * q
         gy = gy.contiguous()
         g_wq = (out_q * gy).sum(-1).reshape(-1) if ctx.needs_input_grad[3] else None
-        g_out = (gy.index_select(0, src) * w_row[:, None]).view(B, q, -1)  # (B, q, O)
+        g_out = gy.index_select(0, src).mul_(w_row[:, None]).view(B, q, -1)  # (B, q, O)
         g_h = torch.bmm(g_out, w2t.transpose(1, 2))  # (B, q, H)
         g_w2 = None
         if ctx.needs_input_grad[2]:
-            g_w2t = torch.bmm(h.transpose(1, 2), g_out)  # (B, H, O)
-            g_w2 = gy.new_zeros(N, H, g_w2t.shape[2]).index_add_(0, bexp, g_w2t).transpose(1, 2)
+            g_w2b = torch.bmm(g_out.transpose(1, 2), h)  # (B, O, H), the parameter's layout
+            g_w2 = gy.new_zeros(N, *g_w2b.shape[1:]).index_add_(0, bexp, g_w2b)
         gate, up = gu[..., :H], gu[..., H:]
         g_gu = torch.empty_like(gu)
         torch.mul(g_h, a, out=g_gu[..., H:])  # d/d up
         # d silu(g)/dg = s (1 + g (1 - s))
-        dsilu = torch.sub(1, s).mul_(gate).add_(1).mul_(s)
-        torch.mul(g_h * up, dsilu, out=g_gu[..., :H])
+        dsilu = torch.sub(1, s).mul_(gate).add_(1).mul_(s).mul_(up)  # (fresh buffers are slow: in place)
+        torch.mul(g_h, dsilu, out=g_gu[..., :H])
         g_x = g_w13 = None
         if ctx.needs_input_grad[0]:
             g_xp = gy.new_empty(R + 1, D)
@@ -455,8 +455,8 @@ class _BlockSwiGLU(torch.autograd.Function):
             torch.bmm(g_gu, w13t.transpose(1, 2), out=g_xp[:R].view(B, q, D))
             g_x = g_xp.index_select(0, pos).view(k, T, D).sum(0)
         if ctx.needs_input_grad[1]:
-            g_w13t = torch.bmm(xb.transpose(1, 2), g_gu)  # (B, D, 2H)
-            g_w13 = gy.new_zeros(N, D, 2 * H).index_add_(0, bexp, g_w13t).transpose(1, 2)
+            g_w13b = torch.bmm(g_gu.transpose(1, 2), xb)  # (B, 2H, D)
+            g_w13 = gy.new_zeros(N, 2 * H, D).index_add_(0, bexp, g_w13b)
         return g_x, g_w13, g_w2, g_wq, None, None, None, None, None, None
 
 
