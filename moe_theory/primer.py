@@ -77,8 +77,9 @@ def train_toy_moe(*, n_experts: int = 4, k: int = 1, d_hidden: int = 16, steps: 
     k = check_k(k, n_experts)
     seed = check_seed("seed", seed)
     device = resolve_device(device)
-    torch.manual_seed(seed)  # parameter initialisation
-    model = MoE(2, d_hidden, n_experts, k, d_out=1, weighting="softmax", device=device, dtype=dtype)
+    with torch.random.fork_rng(devices=[]):  # parameter initialisation from ``seed``; global state untouched
+        torch.manual_seed(seed)
+        model = MoE(2, d_hidden, n_experts, k, d_out=1, weighting="softmax", device=device, dtype=dtype)
     x, y = toy_dataset(n_train, seed=seed + 1, device=device, dtype=dtype)
     snapshot_steps = {check_int("snapshot_steps", s, minimum=0, maximum=steps) for s in snapshot_steps}
     snapshots = {}

@@ -100,3 +100,15 @@ def test_plotting_helpers_palette_and_source():
         show_source(3)
     with pytest.raises(ValueError, match="n must be >= 1"):
         expert_colors(0)
+
+
+def test_train_toy_moe_is_seeded_and_leaves_the_global_generator_alone():
+    """Same seed, same model; the global torch generator is not consumed or reseeded."""
+    torch.manual_seed(99)
+    before = torch.get_rng_state()
+    a, _ = train_toy_moe(seed=3, steps=5, n_train=64)
+    assert torch.equal(torch.get_rng_state(), before)
+    b, _ = train_toy_moe(seed=3, steps=5, n_train=64)
+    c, _ = train_toy_moe(seed=4, steps=5, n_train=64)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    assert not torch.equal(a.router.weight, c.router.weight)
