@@ -18,3 +18,13 @@ settings.load_profile("moe")
 def gen():
     """A seeded CPU torch generator."""
     return torch.Generator().manual_seed(1234)
+
+
+@pytest.fixture
+def one_thread():
+    """Run a test on one torch thread (restored afterwards): tiny tensors and models are faster
+    without thread barriers, and do not fight other jobs on a small shared CPU."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

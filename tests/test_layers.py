@@ -10,13 +10,8 @@ from hypothesis import strategies as st
 from moe_theory import MoE, NoisyTopKRouter, SoftmaxRouter, TopKRouter, load_balancing_loss, topk_route
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These tensors are tiny: on a shared 2-core machine, thread barriers cost more than they save."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# These tensors are tiny: on a shared 2-core machine, thread barriers cost more than they save.
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _layer(N, k, D=5, H=7, O=None, seed=0, **kw):

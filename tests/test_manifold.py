@@ -210,13 +210,7 @@ def test_prop_mfd_spline_expert_is_an_exact_two_layer_relu_moe():
 
 
 # ----------------------------------------------------------------------------- trained MoE (Experiment I helpers)
-@pytest.fixture
-def one_thread():
-    """Tiny models train several times faster on one thread (and do not fight other jobs)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+# (the one_thread fixture lives in conftest.py)
 
 
 def test_top1_moe_output_is_the_selected_expert_with_weight_one():
