@@ -190,7 +190,9 @@ def test_every_page_renders_math_outputs_and_widgets_offline(browser, server):
 
 def test_primer_widget_moves_in_the_static_page(browser, server):
     primer = HTML / "book" / "primer.html"
-    if "moe-explore" not in primer.read_text(errors="ignore"):
+    # Only a one-chapter build (MOE_BOOK_HTML set by scripts/build_chapter.py) may leave the primer
+    # unexecuted; in the full build a primer without its widget fails below.
+    if os.environ.get("MOE_BOOK_HTML") and "moe-explore" not in primer.read_text(errors="ignore"):
         pytest.skip("the primer was not executed in this build (scripts/build_chapter.py of another chapter)")
     browser.get(f"{server}/book/primer.html")
     browser.execute_async_script(WAIT_MATHJAX)
