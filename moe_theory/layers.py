@@ -29,6 +29,7 @@ from torch import nn
 
 from ._validation import (check_bool, check_choice, check_dtype, check_k, check_positive_int,
                           check_positive_real, check_tensor)
+from ._dispatch import _block_layout, _BlockSwiGLU, _grouped_mm_supported, _padding_levels, _Plan
 from .device import resolve_device
 
 __all__ = [
@@ -67,8 +68,8 @@ def topk_route(logits: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor
     -----
     A full sort costs ``O(N log N)`` per token and is slow on CPU for ``N = 64``. For
     ``k <= 4`` the indices are found by ``k`` rounds of "first index of the largest remaining
-    logit" (:func:`torch.max` returns the first maximal index), which is the stable order
-    exactly; for larger ``k`` by :func:`torch.topk` on ``k + 1`` entries when these are all
+    logit" (:func:`torch.max` and :func:`numpy.argmax`, used on CPU, return the first maximal
+    index), which is the stable order exactly; for larger ``k`` by :func:`torch.topk` on ``k + 1`` entries when these are all
     distinct (checked), and by the stable sort when they are not.
 
     Examples
@@ -88,16 +89,40 @@ def _topk_indices(g: torch.Tensor, k: int) -> torch.Tensor:
     """Indices of :func:`topk_route` (no validation, no gradient)."""
     N = g.shape[-1]
     if k < N and g.numel():
-        if k <= _ITERATIVE_TOPK_MAX_K:
-            # k rounds of "first index of the largest remaining logit" (torch.max returns the
-            # first maximal index), masking each pick: exactly the stable descending order.
-            picked, rest = [], g
+        # k rounds of "first index of the largest remaining logit", masking each pick with -inf:
+        # exactly the stable descending order, unless a later round's maximum is itself -inf
+        # (then the mask is ambiguous, and the stable sort below decides).
+        if k <= _ITERATIVE_TOPK_MAX_K and g.device.type == "cpu" and g.dtype in (torch.float32, torch.float64):
+            # In NumPy: np.argmax also returns the first maximal index, and on CPU it is about
+            # twice as fast as torch.max with indices over a short last axis.
+            # The picks are masked in place and restored bit for bit afterwards (no copy of g).
+            flat = g.numpy().reshape(-1, N)  # a view of g (or a copy, if g's strides need one)
+            rows = np.arange(flat.shape[0])
+            picked, saved, ambiguous = [flat.argmax(-1)], [], False
+            try:
+                for _ in range(k - 1):
+                    saved.append(flat[rows, picked[-1]])
+                    flat[rows, picked[-1]] = -np.inf
+                    picked.append(flat.argmax(-1))
+                    if np.isneginf(flat[rows, picked[-1]]).any():
+                        ambiguous = True
+                        break
+            finally:
+                for index, value in zip(reversed(picked[:len(saved)]), reversed(saved)):
+                    flat[rows, index] = value
+            if not ambiguous:
+                return torch.from_numpy(np.stack(picked, -1).reshape(*g.shape[:-1], k))
+        elif k <= _ITERATIVE_TOPK_MAX_K:
+            picked, rest, ambiguous = [], g, False
             for j in range(k):
-                index = rest.max(dim=-1, keepdim=True)[1]
+                value, index = rest.max(dim=-1, keepdim=True)
                 picked.append(index)
+                if j > 0:
+                    ambiguous = ambiguous or bool(torch.isneginf(value).any())
                 if j + 1 < k:
                     rest = rest.scatter(-1, index, -math.inf)
-            return torch.cat(picked, -1) if k > 1 else picked[0]
+            if not ambiguous:
+                return torch.cat(picked, -1) if k > 1 else picked[0]
         values, indices = torch.topk(g, k + 1, dim=-1, largest=True, sorted=True)
         if not bool((values[..., 1:] == values[..., :-1]).any()):  # k + 1 distinct: no tie to break
             return indices[..., :k]
@@ -108,6 +133,25 @@ def _topk_route(logits: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tenso
     with torch.no_grad():
         indices = _topk_indices(logits.detach(), k)
     return indices, logits.gather(-1, indices)
+
+
+_WEIGHTINGS = ("renormalized", "softmax")
+
+
+def _routing_weights(logits: torch.Tensor, indices: torch.Tensor, weighting: str,
+                     probs: torch.Tensor | None = None) -> torch.Tensor:
+    """``pi`` of the active experts: softmax over the selected logits, or the full softmax's entries."""
+    if weighting == "renormalized":
+        if indices.shape[-1] == 1:  # exactly 1, with no gradient to the gate
+            return torch.softmax(logits.gather(-1, indices), dim=-1)
+        # softmax over the k selected logits, computed slot-major, (k, T): torch's softmax and
+        # elementwise kernels are several times slower on a last dimension of size k (CPU).
+        # Row 0 holds each token's largest logit, so the exponents are <= 0.
+        top = torch.gather(logits.t(), 0, indices.t())  # (k, T)
+        e = torch.exp(top - top[:1].detach())
+        return (e / e.sum(0)).t()  # (T, k), a view
+    p = torch.softmax(logits, dim=-1) if probs is None else probs
+    return p.gather(-1, indices)
 
 
 class Routing:
@@ -130,10 +174,25 @@ class Routing:
         applied (all kept). A dropped slot contributes nothing to the output.
     """
 
-    def __init__(self, indices: torch.Tensor, weights: torch.Tensor, logits: torch.Tensor,
-                 probs: torch.Tensor | None, load: torch.Tensor, kept: torch.Tensor | None = None):
-        self.indices, self.weights, self.logits, self.load, self.kept = indices, weights, logits, load, kept
-        self._probs = probs
+    def __init__(self, indices: torch.Tensor, weights: torch.Tensor | None, logits: torch.Tensor,
+                 probs: torch.Tensor | None, load: torch.Tensor, kept: torch.Tensor | None = None,
+                 weighting: str | None = None):
+        if weights is None and weighting not in _WEIGHTINGS:
+            raise ValueError(f"weighting must be one of {_WEIGHTINGS} when weights is None, got {weighting!r}")
+        self.indices, self.logits, self.load, self.kept = indices, logits, load, kept
+        self.weighting = weighting
+        self._weights, self._probs = weights, probs
+
+    @property
+    def weights(self) -> torch.Tensor:
+        """Routing weights (computed from ``logits`` by the ``weighting`` rule on first access when not given)."""
+        if self._weights is None:
+            self._weights = _routing_weights(self.logits, self.indices, self.weighting, self._probs)
+        return self._weights
+
+    @weights.setter
+    def weights(self, value: torch.Tensor) -> None:
+        self._weights = value
 
     @property
     def probs(self) -> torch.Tensor:
@@ -206,7 +265,7 @@ class SoftmaxRouter(_LinearGate):
         T, N = g.shape
         indices = torch.arange(N, device=g.device).expand(T, N)
         load = torch.full((N,), float(T), device=g.device, dtype=g.dtype)
-        return Routing(indices, p, g, p, load)
+        return Routing(indices, p, g, p, load, weighting="softmax")
 
 
 class TopKRouter(_LinearGate):
@@ -229,24 +288,15 @@ class TopKRouter(_LinearGate):
                  bias: bool = True, device=None, dtype=None):
         super().__init__(d_model, n_experts, bias, device, dtype)
         self.k = check_k(k, self.n_experts)
-        self.weighting = check_choice("weighting", weighting, ("renormalized", "softmax"))
+        self.weighting = check_choice("weighting", weighting, _WEIGHTINGS)
 
     def _route_logits(self, g: torch.Tensor) -> Routing:
-        indices, top = _topk_route(g, self.k)  # (T, k)
-        if self.weighting == "renormalized":
-            if self.k == 1:
-                weights = torch.softmax(top, dim=-1)  # (T, 1): exactly 1, no gradient to the gate
-            else:
-                # softmax over the k selected logits; top[:, 0] is their largest (a cheaper kernel
-                # than torch.softmax for a short last dimension; the same function and gradient)
-                e = torch.exp(top - top[..., :1].detach())
-                weights = e / e.sum(-1, keepdim=True)  # (T, k)
-            p = None  # softmax(g), computed when first read (the layer's output does not need it)
-        else:
-            p = torch.softmax(g, dim=-1)  # (T, N)
-            weights = p.gather(-1, indices)  # (T, k)
+        with torch.no_grad():
+            indices = _topk_indices(g.detach(), self.k)  # (T, k)
+        # The weights are formed on first access (Routing.weights): the layer's fast path for
+        # small SwiGLU experts computes them, and their gradient, inside its own kernel.
         load = torch.bincount(indices.reshape(-1), minlength=self.n_experts).to(g.dtype)
-        return Routing(indices, weights, g, p, load)
+        return Routing(indices, None, g, None, load, weighting=self.weighting)
 
     def forward(self, x: torch.Tensor) -> Routing:
         return self._route_logits(self.logits(x))
@@ -290,174 +340,8 @@ _DENSE_MAX_MACS = 1 << 21   # dense if T * N * (expert MACs per token) is at mos
 _SORTED_MIN_WIDTH = 128     # ... sorted (grouped matmul) for experts at least this wide, else padded.
 
 
-def _grouped_mm_supported(a: torch.Tensor, weights: tuple[torch.Tensor, ...], widths: tuple[int, ...]) -> bool:
-    """Whether :func:`torch.nn.functional.grouped_mm` runs here for these operands (no fallback inside)."""
-    if not hasattr(F, "grouped_mm"):
-        return False
-    if a.device.type == "cpu":
-        ok_dtypes = (torch.float32, torch.bfloat16)
-    elif a.device.type == "cuda":
-        ok_dtypes = (torch.bfloat16,)
-        if torch.cuda.get_device_capability(a.device) < (8, 0):
-            return False
-    else:
-        return False
-    if a.dtype not in ok_dtypes:
-        return False
-    size = a.element_size()
-    # The CPU kernel wants 16-byte strides and 16-byte-aligned data.
-    return all(w * size % 16 == 0 for w in widths) and all(t.data_ptr() % 16 == 0 for t in weights)
-
-
-_LEVEL_GATHER_ROWS = 16      # padded path: cost of gathering one expert's weights, in buffer rows
-_LEVEL_OVERHEAD = 0.03       # ... and of one more level, as a fraction of the T k useful rows
-
-
-def _padding_levels(loads: list[int], useful_rows: int) -> list[int]:
-    """Rank thresholds ``0 = t_0 < ... < t_L = max load`` of the padded path (``L <= 3``).
-
-    With one level every expert gets ``max load`` rows (``N * max load`` in all). With more,
-    level ``l`` gives ranks ``[t_l, t_{l+1})`` only to the experts whose load exceeds ``t_l``;
-    the thresholds minimise padded rows plus a cost per gathered expert and per level.
-    """
-    L = np.asarray(loads, dtype=np.int64)
-    N, top = L.size, int(L.max()) if L.size else 0
-    best_cost, best = float(N * top), [0, max(top, 1)]
-    cand = np.unique(L[(L > 0) & (L < top)])
-    if cand.size == 0:
-        return best
-    over = (L[None, :] > cand[:, None]).sum(1)  # experts above each candidate threshold
-    extra = _LEVEL_OVERHEAD * useful_rows
-    cost2 = N * cand + over * (top - cand + _LEVEL_GATHER_ROWS) + extra
-    i = int(np.argmin(cost2))
-    if cost2[i] < best_cost:
-        best_cost, best = float(cost2[i]), [0, int(cand[i]), top]
-    if cand.size > 1:
-        t1, t2, n1, n2 = cand[:, None], cand[None, :], over[:, None], over[None, :]
-        cost3 = N * t1 + n1 * (t2 - t1 + _LEVEL_GATHER_ROWS) + n2 * (top - t2 + _LEVEL_GATHER_ROWS) + 2 * extra
-        cost3 = np.where(t2 > t1, cost3, np.inf)
-        a, b = np.unravel_index(int(np.argmin(cost3)), cost3.shape)
-        if cost3[a, b] < best_cost:
-            best = [0, int(cand[a]), int(cand[b]), top]
-    return best
-
-
-class _Plan:
-    """Where each (token, slot) assignment goes: the bookkeeping shared by the sorted and padded paths.
-
-    Assignments are listed **slot-major**: ``q = s * T + t`` for token ``t`` and slot ``s``
-    (slot 0 holds every token's first choice). A stable sort of the expert ids groups them by
-    expert, and within an expert keeps them in ``q`` order; with a capacity ``C`` the first
-    ``C`` of each expert are kept (first choices before second choices, earlier tokens first).
-    """
-
-    def __init__(self, indices: torch.Tensor, n_experts: int, capacity: int | None):
-        T, k = indices.shape
-        self.T, self.k, self.S, self.N = T, k, T * k, n_experts
-        e = indices.t().reshape(-1)  # (S,) expert of assignment q
-        self.order = torch.sort(e, stable=True)[1]  # sorted position -> q
-        self.e_sorted = e.index_select(0, self.order)
-        counts = torch.bincount(e, minlength=n_experts)  # (N,)
-        starts = torch.cumsum(counts, 0) - counts
-        self.rank = torch.arange(self.S, device=e.device) - starts.index_select(0, self.e_sorted)
-        self.token_sorted = self.order.remainder(T)  # token of each sorted assignment
-        self.capacity = capacity
-        if capacity is None:
-            self.counts = counts
-            self.keep_sorted = None
-            self.kept = None
-        else:
-            self.counts = counts.clamp(max=capacity)
-            self.keep_sorted = self.rank < capacity
-            kept_q = torch.empty_like(self.keep_sorted)
-            kept_q[self.order] = self.keep_sorted
-            self.kept = kept_q.view(k, T).t()  # (T, k)
-
-    def weights_q(self, weights: torch.Tensor) -> torch.Tensor:
-        """Routing weights in ``q`` order, zero on dropped assignments: (S,)."""
-        w = weights.t().reshape(-1)
-        if self.kept is not None:
-            w = w * self.kept.t().reshape(-1).to(w.dtype)
-        return w
-
-    def combine(self, out_q: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        """``y_t = sum_s pi_{t,s} out_{s T + t}``: out_q (S, O) in q order -> (T, O)."""
-        w = self.weights_q(weights).view(self.k, self.T, 1)
-        return (out_q.view(self.k, self.T, -1) * w).sum(0)
-
-
 _BLOCK_ROWS = 32  # padded SwiGLU path: rows per block (each expert's load rounded up to a multiple)
 _BLOCK_MAX_EXPERT_MACS = 1 << 15  # ... used for experts of at most this many MACs per token, else levels
-
-
-class _BlockSwiGLU(torch.autograd.Function):
-    """SwiGLU experts on expert-sorted blocks of ``q`` rows, combined with the routing weights.
-
-    Forward: ``xb = x[src]`` viewed as ``(B, q, D)`` blocks (block ``b`` belongs to expert
-    ``bexp[b]``), ``h = silu(xb W1^T) * (xb W3^T)``, ``out = h W2^T`` (one :func:`torch.bmm` per
-    layer, the weights of each block gathered), then ``y_t = sum_s w_{sT+t} out[pos[sT+t]]``.
-    Backward computes the gradients by hand from one saved layout: the output gradient is
-    gathered into the block rows (``gy[src] * w_row``), the input gradient gathered back by
-    ``pos`` and summed over slots (no scatter), the weight gradients summed per expert with
-    :meth:`torch.Tensor.index_add_` over the blocks (deterministic on CPU).
-    Padding rows read token 0 with weight 0; a dropped assignment points at the extra zero row
-    ``R`` of the block buffers and has weight 0.
-    """
-
-    @staticmethod
-    def forward(ctx, x, w13, w2, wq, src, pos, w_row_index, bexp, q, k):
-        T, D = x.shape
-        B = bexp.shape[0]
-        H = w2.shape[2]
-        R = B * q
-        w13t = w13.index_select(0, bexp).transpose(1, 2)  # (B, D, 2H)
-        w2t = w2.index_select(0, bexp).transpose(1, 2)  # (B, H, O)
-        xb = x.index_select(0, src).view(B, q, D)
-        gu = torch.bmm(xb, w13t)  # (B, q, 2H)
-        gate, up = gu[..., :H], gu[..., H:]
-        s = torch.sigmoid(gate)
-        a = gate * s
-        h = torch.mul(a, up)
-        outp = x.new_empty(R + 1, w2.shape[1])
-        outp[R] = 0
-        torch.bmm(h, w2t, out=outp[:R].view(B, q, -1))
-        out_q = outp.index_select(0, pos).view(k, T, -1)
-        y = (out_q * wq.view(k, T, 1)).sum(0)
-        w_row = torch.cat([wq, wq.new_zeros(1)]).index_select(0, w_row_index)  # weight of each block row
-        ctx.save_for_backward(xb, gu, s, a, h, w13t, w2t, out_q, w_row, src, pos, bexp)
-        ctx.sizes = (T, D, H, q, k, w13.shape[0])
-        return y
-
-    @staticmethod
-    def backward(ctx, gy):
-        xb, gu, s, a, h, w13t, w2t, out_q, w_row, src, pos, bexp = ctx.saved_tensors
-        T, D, H, q, k, N = ctx.sizes
-        B = bexp.shape[0]
-        R = B * q
-        gy = gy.contiguous()
-        g_wq = (out_q * gy).sum(-1).reshape(-1) if ctx.needs_input_grad[3] else None
-        g_out = gy.index_select(0, src).mul_(w_row[:, None]).view(B, q, -1)  # (B, q, O)
-        g_h = torch.bmm(g_out, w2t.transpose(1, 2))  # (B, q, H)
-        g_w2 = None
-        if ctx.needs_input_grad[2]:
-            g_w2b = torch.bmm(g_out.transpose(1, 2), h)  # (B, O, H), the parameter's layout
-            g_w2 = gy.new_zeros(N, *g_w2b.shape[1:]).index_add_(0, bexp, g_w2b)
-        gate, up = gu[..., :H], gu[..., H:]
-        g_gu = torch.empty_like(gu)
-        torch.mul(g_h, a, out=g_gu[..., H:])  # d/d up
-        # d silu(g)/dg = s (1 + g (1 - s))
-        dsilu = torch.sub(1, s).mul_(gate).add_(1).mul_(s).mul_(up)  # (fresh buffers are slow: in place)
-        torch.mul(g_h, dsilu, out=g_gu[..., :H])
-        g_x = g_w13 = None
-        if ctx.needs_input_grad[0]:
-            g_xp = gy.new_empty(R + 1, D)
-            g_xp[R] = 0
-            torch.bmm(g_gu, w13t.transpose(1, 2), out=g_xp[:R].view(B, q, D))
-            g_x = g_xp.index_select(0, pos).view(k, T, D).sum(0)
-        if ctx.needs_input_grad[1]:
-            g_w13b = torch.bmm(g_gu.transpose(1, 2), xb)  # (B, 2H, D)
-            g_w13 = gy.new_zeros(N, 2 * H, D).index_add_(0, bexp, g_w13b)
-        return g_x, g_w13, g_w2, g_wq, None, None, None, None, None, None
 
 
 class MoE(nn.Module):
@@ -501,9 +385,14 @@ class MoE(nn.Module):
           (``d_hidden * (2 d_model + d_out) <= 2**15`` MACs per token) use a finer layout
           instead: each expert's rows rounded up to blocks of 32 (``_BLOCK_ROWS``), one
           :func:`torch.bmm` per layer over all blocks (each block's expert weights gathered),
-          in one custom autograd function whose backward is written out (gathers instead of
-          scatters, one layout for forward and backward); for wide experts gathering weights
-          per block costs more than the levels' padding.
+          in one custom autograd function (``moe_theory._dispatch._BlockSwiGLU``) whose
+          backward is written out (gathers instead of scatters, one layout for forward and
+          backward) and which also forms the routing weights from the logits and their
+          gradient, so the whole layer is two autograd nodes (the gate's matmul and this);
+          for wide experts gathering weights per block costs more than the levels' padding.
+          On CPU the index bookkeeping of the padded and sorted paths (the stable sort by
+          expert, ranks, block rows) runs in NumPy, elsewhere in torch; both give the same
+          integers.
         * ``"sorted"``: assignments sorted by expert into a ragged ``(T k, d)`` array and one
           grouped matmul (:func:`torch.nn.functional.grouped_mm`) per expert layer; no
           padding. Where ``grouped_mm`` cannot run (float64, CPU widths not a multiple of
@@ -673,22 +562,11 @@ class MoE(nn.Module):
 
     def _forward_blocks(self, xt: torch.Tensor, routing: Routing, plan: _Plan) -> torch.Tensor:
         """Padded path of the SwiGLU expert: each expert's rows rounded up to blocks of ``_BLOCK_ROWS``."""
-        q, N, T, S = _BLOCK_ROWS, self.n_experts, plan.T, plan.S
-        dev = xt.device
-        nb = (plan.counts + (q - 1)) // q  # blocks per expert
-        B = int(nb.sum())
-        R = B * q
-        bexp = torch.repeat_interleave(torch.arange(N, device=dev), nb, output_size=B)
-        row = ((torch.cumsum(nb, 0) - nb) * q).index_select(0, plan.e_sorted) + plan.rank  # sorted -> row
-        order = plan.order
-        if plan.keep_sorted is not None:
-            row = torch.where(plan.keep_sorted, row, torch.full_like(row, R))  # dropped -> zero row R
-        pos = torch.empty_like(row).index_copy_(0, order, row)  # block row of assignment q
-        # assignment of each block row (S on padding rows; the extra slot R takes the dropped ones)
-        row_q = torch.full((R + 1,), S, dtype=torch.long, device=dev).index_copy_(0, row, order)[:R]
-        src = row_q.remainder(T)  # token of each block row (token 0 on padding rows, weight 0)
-        wq = plan.weights_q(routing.weights)
-        return _BlockSwiGLU.apply(xt, self.w13, self.w2, wq, src, pos, row_q, bexp, q, plan.k)
+        q = _BLOCK_ROWS
+        lay = _block_layout(plan, q)
+        kept = None if plan.kept is None else plan.kept.to(xt.dtype)
+        return _BlockSwiGLU.apply(xt, routing.logits, self.w13, self.w2, routing.indices, kept, lay["src"],
+                                  lay["pos"], lay["row_q"], lay["bexp"], routing.weighting, q)
 
     def _forward_padded(self, xt: torch.Tensor, routing: Routing, plan: _Plan) -> torch.Tensor:
         macs = self.d_hidden * (2 * self.d_model + self.d_out)  # one SwiGLU expert, per token

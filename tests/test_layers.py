@@ -204,7 +204,7 @@ def test_moe_is_deterministic_for_a_fixed_seed():
 
 # ---------------------------------------------------------------- fast dispatch paths (issue 6)
 
-from moe_theory.layers import Routing, _grouped_mm_supported, _padding_levels  # noqa: E402
+from moe_theory.layers import Routing, _grouped_mm_supported, _padding_levels, _topk_indices  # noqa: E402
 
 _STRATEGIES = ("auto", "sorted", "padded", "dense")
 
@@ -427,14 +427,26 @@ def test_routing_probs_are_lazy_softmax_of_logits():
     assert torch.allclose(load_balancing_loss(r2), load_balancing_loss(r))
 
 
-def test_topk_route_fast_paths_equal_stable_sort_with_ties():
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])  # NumPy, NumPy, torch rounds
+def test_topk_route_fast_paths_equal_stable_sort_with_ties_and_minus_inf(dtype):
     gen = torch.Generator().manual_seed(0)
     for N in (3, 8, 17):
         for k in range(1, N + 1):
-            for g in (torch.randn(50, N, generator=gen), torch.randint(-2, 3, (50, N), generator=gen).float()):
+            ties = torch.randint(-2, 3, (50, N), generator=gen).float()
+            # rows with many -inf logits: masking picks with -inf is ambiguous there
+            minus_inf = torch.where(torch.rand(50, N, generator=gen) < 0.7, -math.inf, ties)
+            for g in (torch.randn(50, N, generator=gen), ties, minus_inf, torch.full((4, N), -math.inf)):
+                g = g.to(dtype)
                 ref = torch.sort(g, dim=-1, descending=True, stable=True)
-                idx, val = topk_route(g, k)
-                assert torch.equal(idx, ref[1][:, :k]) and torch.equal(val, ref[0][:, :k])
+                if bool(torch.isfinite(g).all()):  # the public function accepts finite logits only
+                    idx, val = topk_route(g, k)
+                    assert torch.equal(val, ref[0][:, :k])
+                else:  # a router's logits could still overflow: the internal rule must hold too
+                    before = g.clone()
+                    idx = _topk_indices(g, k)
+                    assert torch.equal(g.view(torch.uint8), before.view(torch.uint8))  # g restored bit for bit
+                assert torch.equal(idx, ref[1][:, :k])
+                assert all(len(set(row)) == k for row in idx.tolist())  # k distinct experts per token
 
 
 def test_moe_rejects_bad_new_arguments_with_named_messages():
@@ -455,3 +467,48 @@ def test_moe_rejects_bad_new_arguments_with_named_messages():
         layer.forward_reference(torch.tensor([[3e38, 3e38, float("nan")]]))
     with pytest.raises(TypeError, match="return_routing must be a bool"):
         layer.forward_reference(torch.randn(2, 3), return_routing="yes")
+
+
+@pytest.mark.parametrize("capacity", [None, 3])
+def test_plan_and_block_layout_are_the_same_integers_in_numpy_and_torch_and_place_every_assignment(capacity):
+    # On CPU the dispatch bookkeeping runs in NumPy, elsewhere in torch: both must agree exactly,
+    # and the block layout must put every kept assignment in a row of its own expert's block.
+    from moe_theory._dispatch import _block_layout, _Plan
+    gen = torch.Generator().manual_seed(0)
+    q = 8
+    for T, N, k in ((1, 1, 1), (37, 5, 2), (200, 64, 3), (90, 3, 3)):
+        indices = torch.stack([torch.randperm(N, generator=gen)[:k] for _ in range(T)])
+        a = _Plan(indices, N, capacity, backend="numpy")
+        b = _Plan(indices, N, capacity, backend="torch")
+        for name in ("order", "e_sorted", "rank", "counts", "token_sorted", "keep_sorted", "kept"):
+            va, vb = getattr(a, name), getattr(b, name)
+            assert (va is None and vb is None) or torch.equal(va, vb), name
+        la, lb = _block_layout(a, q), _block_layout(b, q)
+        assert la.keys() == lb.keys() and all(torch.equal(la[n], lb[n]) for n in la)
+        S = T * k
+        e = indices.t().reshape(-1)  # expert of assignment s T + t
+        kept = torch.ones(S, dtype=torch.bool) if a.kept is None else a.kept.t().reshape(-1)
+        rows = la["pos"][kept]
+        assert torch.equal(la["row_q"][rows], torch.arange(S)[kept])  # the row holds its assignment
+        assert torch.equal(la["bexp"][rows // q], e[kept])  # ... inside a block of its expert
+        assert int(kept.sum()) == int(a.counts.sum()) and rows.unique().numel() == rows.numel()
+        if capacity is not None:
+            assert int(a.counts.max()) <= capacity
+            dropped = la["pos"][~kept]
+            assert bool((la["row_q"][dropped] == S).all())  # dropped slots point at a padding row
+        assert torch.equal(la["src"], la["row_q"] % T)
+
+
+@pytest.mark.parametrize("dispatch", ["sorted", "padded"])
+@pytest.mark.parametrize("expert", ["mlp", "swiglu"])
+def test_fast_paths_with_torch_bookkeeping_equal_reference(monkeypatch, dispatch, expert):
+    # Off the CPU the bookkeeping runs in torch: force that backend here, so the code a GPU runs
+    # is checked end to end on CPU too (blocks for small SwiGLU, levels, ragged groups).
+    import moe_theory._dispatch as dispatch_module
+    original = dispatch_module._ops
+    monkeypatch.setattr(dispatch_module, "_ops", lambda device, backend=None: original(device, backend or "torch"))
+    for k, capacity_factor in ((1, None), (2, 0.8), (3, None)):
+        layer = _layer(7, k, D=6, H=5, O=4, seed=k, expert=expert, dispatch=dispatch,
+                       capacity_factor=capacity_factor)
+        x = torch.randn(50, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(k))
+        _assert_fast_equals_reference(layer, x)
