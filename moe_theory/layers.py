@@ -416,6 +416,9 @@ class MoE(nn.Module):
         in token order; the rest are **dropped**: that slot contributes zero (the other
         weights are not renormalised). ``Routing.load`` then counts kept assignments and
         ``Routing.kept`` marks them.
+    router_bias : bool
+        Whether the gate has a bias, ``g(x) = W x + b`` (default) or ``g(x) = W x``, the
+        bias-free gate of the manifold chapter's construction.
     generator : torch.Generator, optional
         Noise source of the noisy router.
     device, dtype
@@ -440,7 +443,7 @@ class MoE(nn.Module):
     def __init__(self, d_model: int, d_hidden: int, n_experts: int, k: int = 1, *, router: str = "topk",
                  d_out: int | None = None, activation: str = "relu", weighting: str = "renormalized",
                  dispatch: str = "auto", expert: str = "mlp", capacity_factor: float | None = None,
-                 generator: torch.Generator | None = None, device=None, dtype=None):
+                 router_bias: bool = True, generator: torch.Generator | None = None, device=None, dtype=None):
         super().__init__()
         self.d_model = check_positive_int("d_model", d_model)
         self.d_hidden = check_positive_int("d_hidden", d_hidden)
@@ -452,17 +455,18 @@ class MoE(nn.Module):
         self.expert_kind = check_choice("expert", expert, _EXPERTS)
         self.capacity_factor = None if capacity_factor is None else check_positive_real(
             "capacity_factor", capacity_factor)
+        router_bias = check_bool("router_bias", router_bias)
         dtype = check_dtype("dtype", dtype)
         device = resolve_device(device)
         factory = {"device": device, "dtype": dtype}
         if router == "softmax":
             self.k = self.n_experts
-            self.router = SoftmaxRouter(d_model, n_experts, **factory)
+            self.router = SoftmaxRouter(d_model, n_experts, bias=router_bias, **factory)
         else:
             self.k = check_k(k, self.n_experts)
             cls = TopKRouter if router == "topk" else NoisyTopKRouter
             extra = {"generator": generator} if router == "noisy_topk" else {}
-            self.router = cls(d_model, n_experts, self.k, weighting=weighting, **extra, **factory)
+            self.router = cls(d_model, n_experts, self.k, weighting=weighting, bias=router_bias, **extra, **factory)
         N, H, D, O = self.n_experts, self.d_hidden, self.d_model, self.d_out
         if self.expert_kind == "mlp":
             self.w1 = nn.Parameter(torch.empty(N, H, D, **factory))  # expert i: x -> W1_i x + b1_i

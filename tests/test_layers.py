@@ -512,3 +512,16 @@ def test_fast_paths_with_torch_bookkeeping_equal_reference(monkeypatch, dispatch
                        capacity_factor=capacity_factor)
         x = torch.randn(50, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(k))
         _assert_fast_equals_reference(layer, x)
+
+
+@pytest.mark.parametrize("router", ["topk", "softmax", "noisy_topk"])
+def test_bias_free_gate_has_no_bias_parameter_and_routes_by_w_x(router):
+    layer = _layer(5, 2, D=4, H=3, seed=0, router=router, router_bias=False, expert="swiglu")
+    assert layer.router.bias is None and "bias=False" in repr(layer)
+    x = torch.randn(30, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    layer.eval()  # no noise: the logits are exactly W x
+    _, r = layer(x, return_routing=True)
+    assert torch.equal(r.logits, x @ layer.router.weight.T)
+    _assert_fast_equals_reference(layer, x)
+    with pytest.raises(TypeError, match="router_bias must be a bool"):
+        MoE(3, 4, 4, 1, router_bias=1, device="cpu")
