@@ -162,7 +162,8 @@ class Routing:
     indices : LongTensor (T, k)
         Active experts per token, largest logit first.
     weights : Tensor (T, k)
-        Routing weights ``pi_i`` of the active experts.
+        Routing weights ``pi_i`` of the active experts (computed from ``logits`` by the
+        ``weighting`` rule on first access when given as ``None``, as the top-k routers do).
     logits : Tensor (T, N)
         Gate logits ``g`` (after noise, for the noisy router).
     probs : Tensor (T, N)
@@ -172,6 +173,9 @@ class Routing:
     kept : BoolTensor (T, k), optional
         Which (token, slot) assignments were served; ``None`` when no capacity limit was
         applied (all kept). A dropped slot contributes nothing to the output.
+    weighting : {"renormalized", "softmax"}, optional
+        The rule that gives ``weights`` from ``logits`` (see :class:`TopKRouter`); required
+        when ``weights`` is ``None``.
     """
 
     def __init__(self, indices: torch.Tensor, weights: torch.Tensor | None, logits: torch.Tensor,

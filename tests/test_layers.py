@@ -525,3 +525,15 @@ def test_bias_free_gate_has_no_bias_parameter_and_routes_by_w_x(router):
     _assert_fast_equals_reference(layer, x)
     with pytest.raises(TypeError, match="router_bias must be a bool"):
         MoE(3, 4, 4, 1, router_bias=1, device="cpu")
+
+
+def test_routing_weights_are_lazy_by_the_weighting_rule_and_need_a_rule():
+    g = torch.randn(6, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    idx = topk_route(g, 2)[0]
+    load = torch.bincount(idx.reshape(-1), minlength=5).double()
+    r = Routing(idx, None, g, None, load, weighting="renormalized")
+    assert torch.allclose(r.weights, torch.softmax(g.gather(1, idx), -1), atol=1e-15)
+    r = Routing(idx, None, g, None, load, weighting="softmax")
+    assert torch.allclose(r.weights, torch.softmax(g, -1).gather(1, idx), atol=1e-15)
+    with pytest.raises(ValueError, match="weighting must be one of .* when weights is None, got None"):
+        Routing(idx, None, g, None, load)
