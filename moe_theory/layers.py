@@ -69,8 +69,9 @@ def topk_route(logits: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor
     A full sort costs ``O(N log N)`` per token and is slow on CPU for ``N = 64``. For
     ``k <= 4`` the indices are found by ``k`` rounds of "first index of the largest remaining
     logit" (:func:`torch.max` and :func:`numpy.argmax`, used on CPU, return the first maximal
-    index), which is the stable order exactly; for larger ``k`` by :func:`torch.topk` on ``k + 1`` entries when these are all
-    distinct (checked), and by the stable sort when they are not.
+    index), which is the stable order exactly; for larger ``k`` by :func:`torch.topk` on
+    ``k + 1`` entries when these are all distinct (checked), and by the stable sort when they
+    are not.
 
     Examples
     --------
@@ -96,7 +97,9 @@ def _topk_indices(g: torch.Tensor, k: int) -> torch.Tensor:
             # In NumPy: np.argmax also returns the first maximal index, and on CPU it is about
             # twice as fast as torch.max with indices over a short last axis.
             # The picks are masked in place and restored bit for bit afterwards (no copy of g).
-            flat = g.numpy().reshape(-1, N)  # a view of g (or a copy, if g's strides need one)
+            flat = g.numpy().reshape(-1, N)  # a view of g, or a copy if g's strides need one
+            if not flat.flags.c_contiguous:  # e.g. overlapping rows (as_strided views): mask a copy
+                flat = flat.copy()
             rows = np.arange(flat.shape[0])
             picked, saved, ambiguous = [flat.argmax(-1)], [], False
             try:

@@ -435,7 +435,9 @@ def test_topk_route_fast_paths_equal_stable_sort_with_ties_and_minus_inf(dtype):
             ties = torch.randint(-2, 3, (50, N), generator=gen).float()
             # rows with many -inf logits: masking picks with -inf is ambiguous there
             minus_inf = torch.where(torch.rand(50, N, generator=gen) < 0.7, -math.inf, ties)
-            for g in (torch.randn(50, N, generator=gen), ties, minus_inf, torch.full((4, N), -math.inf)):
+            windows = torch.randn(N + 8, generator=gen).as_strided((9, N), (1, 1))  # overlapping rows
+            for g in (torch.randn(50, N, generator=gen), ties, minus_inf, torch.full((4, N), -math.inf), windows,
+                      torch.randn(N, 40, generator=gen).t()):  # and a transposed (strided) g
                 g = g.to(dtype)
                 ref = torch.sort(g, dim=-1, descending=True, stable=True)
                 if bool(torch.isfinite(g).all()):  # the public function accepts finite logits only
