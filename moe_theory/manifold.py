@@ -353,11 +353,10 @@ def chart_moe_to_layer(moe: ChartMoE, *, device=None, dtype=torch.float64) -> Mo
     if not isinstance(moe, ChartMoE):
         raise TypeError(f"moe must be a ChartMoE, got {type(moe).__name__}")
     D, N, H = moe.atlas.Q.shape[0], moe.atlas.n_charts, moe.width
-    layer = MoE(D, H, N, 1, d_out=1, device=device, dtype=dtype)
+    layer = MoE(D, H, N, 1, d_out=1, router_bias=False, device=device, dtype=dtype)
     p = dict(device=layer.w1.device, dtype=layer.w1.dtype)
     with torch.no_grad():
         layer.router.weight.copy_(torch.as_tensor(moe.atlas.centres, **p))
-        layer.router.bias.zero_()
         layer.w1.copy_(torch.as_tensor(moe.atlas.tangents, **p)[:, None, :].expand(N, H, D))
         layer.b1.copy_(-torch.as_tensor(moe.knots[:-1], **p).expand(N, H))
         layer.w2.copy_(torch.as_tensor(moe.w2, **p)[:, None, :])

@@ -197,6 +197,7 @@ def test_prop_mfd_spline_expert_is_an_exact_two_layer_relu_moe():
     assert np.abs(y[:, 0].numpy() - moe(x)).max() < 1e-12
     assert np.array_equal(routing.indices[:, 0].numpy(), j)
     assert torch.equal(routing.weights, torch.ones_like(routing.weights))  # top-1 weight exactly 1
+    assert layer.router.bias is None  # the bias-free gate g(x) = C x, as in the construction
     with pytest.raises(ValueError, match="n_experts must be >= 3"):
         build_chart_moe(2, 10, Q)
     with pytest.raises(ValueError, match="m must be >= 2"):
