@@ -532,8 +532,10 @@ class MoE(nn.Module):
     # ----------------------------------------------------------------- strategies
     def choose_dispatch(self, routing: Routing) -> str:
         """The strategy ``dispatch="auto"`` uses for this routing (see the class docstring)."""
-        T, N, k = routing.indices.shape[0], self.n_experts, routing.k
-        H, D, O = self.d_hidden, self.d_model, self.d_out
+        return self._auto_strategy(routing.indices.shape[0], routing.k)
+
+    def _auto_strategy(self, T: int, k: int) -> str:
+        N, H, D, O = self.n_experts, self.d_hidden, self.d_model, self.d_out
         gates = 2 if self.expert_kind == "swiglu" else 1
         if k == N or T * N * (D * gates * H + H * O) <= _DENSE_MAX_MACS:
             return "dense"
@@ -571,18 +573,32 @@ class MoE(nn.Module):
         h = self._act(torch.baddbmm(pick(self.b1)[:, None, :], xp, pick(self.w1).transpose(1, 2)))
         return torch.baddbmm(pick(self.b2)[:, None, :], h, w2)
 
-    def _forward_blocks(self, xt: torch.Tensor, routing: Routing, plan: _Plan) -> torch.Tensor:
-        """Padded path of the SwiGLU expert: each expert's rows rounded up to blocks of ``_BLOCK_ROWS``."""
+    def _uses_blocks(self) -> bool:
+        """Whether the padded path takes the block layout (small SwiGLU experts) rather than levels."""
+        macs = self.d_hidden * (2 * self.d_model + self.d_out)  # one SwiGLU expert, per token
+        return self.expert_kind == "swiglu" and macs <= _BLOCK_MAX_EXPERT_MACS
+
+    def _forward_blocks(self, xt: torch.Tensor, routing: Routing, plan: _Plan, fused: bool) -> torch.Tensor:
+        """Padded path of the SwiGLU expert: each expert's rows rounded up to blocks of ``_BLOCK_ROWS``.
+
+        ``fused``: the logits in ``routing`` were computed without gradient by the linear gate, and
+        the kernel does the gate's backward too (``routing.logits`` becomes its differentiable
+        logits output); otherwise the gradient flows into ``routing.logits`` (noisy gate in training,
+        softmax gate).
+        """
         q = _BLOCK_ROWS
         lay = _block_layout(plan, q)
         kept = None if plan.kept is None else plan.kept.to(xt.dtype)
-        return _BlockSwiGLU.apply(xt, routing.logits, self.w13, self.w2, routing.indices, kept, lay["src"],
-                                  lay["pos"], lay["row_q"], lay["bexp"], routing.weighting, q)
+        gate_w, gate_b = (self.router.weight, self.router.bias) if fused else (None, None)
+        y, logits = _BlockSwiGLU.apply(xt, gate_w, gate_b, routing.logits, self.w13, self.w2, routing.indices, kept,
+                                       lay["src"], lay["pos"], lay["row_q"], lay["bexp"], routing.weighting, q)
+        if fused:
+            routing.logits = logits
+        return y
 
-    def _forward_padded(self, xt: torch.Tensor, routing: Routing, plan: _Plan) -> torch.Tensor:
-        macs = self.d_hidden * (2 * self.d_model + self.d_out)  # one SwiGLU expert, per token
-        if self.expert_kind == "swiglu" and macs <= _BLOCK_MAX_EXPERT_MACS:
-            return self._forward_blocks(xt, routing, plan)
+    def _forward_padded(self, xt: torch.Tensor, routing: Routing, plan: _Plan, fused: bool = False) -> torch.Tensor:
+        if self._uses_blocks():
+            return self._forward_blocks(xt, routing, plan, fused)
         N, D = self.n_experts, self.d_model
         loads = plan.counts.tolist()
         thresholds = _padding_levels(loads, xt.shape[0] * plan.k)
@@ -683,23 +699,30 @@ class MoE(nn.Module):
         x = self._check_input(x)
         lead = x.shape[:-1]
         xt = x.reshape(-1, self.d_model)  # (T, D)
-        routing = self.router(xt)
-        capacity = self.capacity(xt.shape[0])
+        T = xt.shape[0]
+        strategy = self.dispatch if T else "dense"  # an empty batch: nothing to dispatch
+        if strategy == "auto":
+            strategy = self._auto_strategy(T, self.k)
+        # The block kernel also does the gate's backward when the gate is a plain linear map; it
+        # routes on logits computed here without gradient and hands back differentiable ones.
+        fused = strategy == "padded" and self._uses_blocks() and (
+            type(self.router) is TopKRouter or (type(self.router) is NoisyTopKRouter and not self.router.training))
+        if fused:
+            with torch.no_grad():
+                routing = self.router._route_logits(self.router.logits(xt))
+        else:
+            routing = self.router(xt)
+        capacity = self.capacity(T)
         plan = None
-        if capacity is not None or (self.dispatch in ("sorted", "padded") and xt.shape[0]):
+        if capacity is not None or strategy in ("sorted", "padded"):
             plan = _Plan(routing.indices, self.n_experts, capacity)
             if capacity is not None:
                 routing.kept = plan.kept
-                routing.load = plan.counts.to(routing.weights.dtype)
-        strategy = self.dispatch if xt.shape[0] else "dense"  # an empty batch: nothing to dispatch
-        if strategy == "auto":
-            strategy = self.choose_dispatch(routing)
-            if strategy != "dense" and plan is None:
-                plan = _Plan(routing.indices, self.n_experts, capacity)
+                routing.load = plan.counts.to(routing.logits.dtype)
         if strategy == "dense":
             y = self._forward_dense(xt, routing)
         elif strategy == "padded":
-            y = self._forward_padded(xt, routing, plan)
+            y = self._forward_padded(xt, routing, plan, fused)
         else:
             y = self._forward_sorted(xt, routing, plan)
         self.last_routing, self.last_dispatch = routing, strategy

@@ -539,3 +539,29 @@ def test_routing_weights_are_lazy_by_the_weighting_rule_and_need_a_rule():
     assert torch.allclose(r.weights, torch.softmax(g, -1).gather(1, idx), atol=1e-15)
     with pytest.raises(ValueError, match="weighting must be one of .* when weights is None, got None"):
         Routing(idx, None, g, None, load)
+
+
+@pytest.mark.parametrize("capacity_factor", [None, 0.8])
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_block_kernel_with_losses_on_the_router_equals_reference(k, capacity_factor):
+    # The block kernel does the gate's backward itself (sparsely when only y is in the loss);
+    # a loss on the routing too (load balancing on the logits, a term on the weights) must give
+    # the reference gradients for every parameter and for x.
+    layer = _layer(7, k, D=6, H=5, O=4, seed=k, expert="swiglu", dispatch="padded", capacity_factor=capacity_factor)
+    x = torch.randn(80, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(k))
+    grads = []
+    for forward in (layer.forward, layer.forward_reference):
+        xx = x.clone().requires_grad_()
+        y, r = forward(xx, return_routing=True)
+        for loss in (y.square().sum(), y.square().sum() + load_balancing_loss(r) + 0.3 * (r.weights ** 2).sum(),
+                     load_balancing_loss(r)):
+            grads.append(torch.autograd.grad(loss, [xx, *layer.parameters()], retain_graph=True, allow_unused=True))
+        assert r.logits.requires_grad
+        if forward == layer.forward:  # the logits come out of the block kernel, which did the gate
+            assert "BlockSwiGLU" in type(r.logits.grad_fn).__name__, r.logits.grad_fn
+    assert layer.last_dispatch == "loop"
+    for fast, ref in zip(grads[:3], grads[3:]):
+        for a, b in zip(fast, ref):
+            a = torch.zeros_like(b) if a is None else a
+            b = torch.zeros_like(a) if b is None else b
+            assert torch.allclose(a, b, atol=1e-8, rtol=0), (a - b).abs().max()
