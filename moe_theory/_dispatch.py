@@ -84,8 +84,8 @@ class _NumpyOps:
     def __init__(self, device: torch.device):
         self.device = device
 
-    def asarray(self, t: torch.Tensor) -> np.ndarray:
-        return t.numpy()
+    def slot_major(self, indices: torch.Tensor) -> np.ndarray:
+        return np.ascontiguousarray(indices.numpy().T).reshape(-1)
 
     def argsort_stable(self, e: np.ndarray, n: int) -> np.ndarray:
         # NumPy's stable sort is a radix sort for 16-bit (and smaller) integer keys.
@@ -122,8 +122,8 @@ class _TorchOps:
     def __init__(self, device: torch.device):
         self.device = device
 
-    def asarray(self, t: torch.Tensor) -> torch.Tensor:
-        return t
+    def slot_major(self, indices: torch.Tensor) -> torch.Tensor:
+        return indices.t().reshape(-1)
 
     def argsort_stable(self, e: torch.Tensor, n: int) -> torch.Tensor:
         return torch.sort(e, stable=True)[1]
@@ -175,7 +175,7 @@ class _Plan:
         T, k = indices.shape
         self.T, self.k, self.S, self.N = T, k, T * k, n_experts
         xp = self.ops = _ops(indices.device, backend)
-        e = xp.asarray(indices.t().reshape(-1))  # (S,) expert of assignment q
+        e = xp.slot_major(indices)  # (S,) expert of assignment q
         order = xp.argsort_stable(e, n_experts)  # sorted position -> q
         e_sorted = e[order]
         counts = xp.bincount(e, n_experts)  # (N,)
@@ -188,6 +188,7 @@ class _Plan:
         else:
             keep_sorted = kept_q = None
         self.xp = {"order": order, "e_sorted": e_sorted, "counts": counts, "rank": rank, "keep_sorted": keep_sorted}
+        self.e_q = xp.torch(e)  # expert of assignment q (slot-major), (S,)
         self.order, self.e_sorted, self.rank = xp.torch(order), xp.torch(e_sorted), xp.torch(rank)
         self.counts = xp.torch(counts)
         self.token_sorted = xp.torch(order % T)  # token of each sorted assignment
@@ -282,7 +283,7 @@ class _BlockSwiGLU(torch.autograd.Function):
     Inputs: tokens ``x`` (T, D); the gate's parameters ``gate_w`` (N, D) and ``gate_b`` (N,)
     (or ``None``) and its logits ``g = x gate_w^T + gate_b`` (T, N), computed by the caller
     without gradient (it needed them to route); the expert weights; the active experts
-    ``indices`` (T, k); ``kept`` (T, k) (1/0, or ``None``: all kept); the block layout of
+    ``indices`` (T, k) and the same listed slot-major, ``e_q`` (T k,); ``kept`` (T, k) (1/0, or ``None``: all kept); the block layout of
     :func:`_block_layout`; and the ``weighting`` rule of the router. Outputs: ``y`` (T, O) and
     the logits ``g`` again, now differentiable (what :attr:`Routing.logits` holds, for losses on
     the router such as the load-balancing loss).
@@ -313,7 +314,7 @@ class _BlockSwiGLU(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, gate_w, gate_b, g, w13, w2, indices, kept, src, pos, row_q, bexp, weighting, q):
+    def forward(ctx, x, gate_w, gate_b, g, w13, w2, indices, e_q, kept, src, pos, row_q, bexp, weighting, q):
         T, D = x.shape
         k = indices.shape[1]
         B = bexp.shape[0]
@@ -321,12 +322,12 @@ class _BlockSwiGLU(torch.autograd.Function):
         # Routing weights slot-major, (k, T) = q order (short last dimensions are slow on CPU).
         p = None
         if weighting == "renormalized":
-            top = torch.gather(g.t(), 0, indices.t())  # (k, T); row 0 is each token's largest logit
+            top = g.gather(1, indices).t().contiguous()  # (k, T); row 0 is each token's largest logit
             e = torch.exp(top - top[:1])
             w = e.div_(e.sum(0))
         else:
             p = torch.softmax(g, dim=-1)
-            w = torch.gather(p.t(), 0, indices.t())
+            w = p.gather(1, indices).t().contiguous()
         kept = None if kept is None else kept.t()  # (k, T)
         wq = (w if kept is None else w * kept).reshape(-1)  # (S,) in q = s T + t order
         w13b = w13.index_select(0, bexp)  # (B, 2H, D)
@@ -341,7 +342,7 @@ class _BlockSwiGLU(torch.autograd.Function):
         y = _slot_sum(out_q * wq.view(k, T, 1))
         w_row = torch.cat([wq, wq.new_zeros(1)]).index_select(0, row_q)  # weight of each block row
         ctx.save_for_backward(x, gate_w, xb, gu, a, h, w13b, w2b, out_q, w_row, src, pos, row_q, bexp, indices,
-                              w, p, kept)
+                              e_q, w, p, kept)
         ctx.sizes = (T, D, H, q, k, w13.shape[0], g.shape[1])
         ctx.weighting = weighting
         ctx.set_materialize_grads(False)  # no gradient at the logits output arrives as None
@@ -351,7 +352,7 @@ class _BlockSwiGLU(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, gy, gg):
         (x, gate_w, xb, gu, a, h, w13b, w2b, out_q, w_row, src, pos, row_q, bexp, indices,
-         w, p, kept) = ctx.saved_tensors
+         e_q, w, p, kept) = ctx.saved_tensors
         T, D, H, q, k, N, n_logits = ctx.sizes
         B = bexp.shape[0]
         want_x, want_gw, want_gb, want_g = ctx.needs_input_grad[:4]
@@ -407,7 +408,7 @@ class _BlockSwiGLU(torch.autograd.Function):
             g_xb = torch.bmm(g_gu[:, :2 * H].transpose(1, 2), w13b, out=_scratch(gy, "g_xb", (B, q, D)))
             g_x = _slot_sum(g_xb.view(B * q, D).index_select(0, pos).view(k, T, D))
             if sparse:  # sum_s c_{t,s} W_{i_{t,s}} (g_x is a fresh tensor)
-                g_x.add_(_slot_sum(gate_w.index_select(0, indices.t().reshape(-1)).view(k, T, D) * c[:, :, None]))
+                g_x.add_(_slot_sum(gate_w.index_select(0, e_q).view(k, T, D) * c[:, :, None]))
         if want_w13 or rows > 2 * H:
             g_ext = torch.bmm(g_gu, xb, out=_scratch(gy, "g_w13b", (B, rows, D)))  # (B, 2H [+1], D)
             # one per-expert sum over contiguous blocks (a strided source is far slower), then split
@@ -417,7 +418,7 @@ class _BlockSwiGLU(torch.autograd.Function):
             if rows > 2 * H:
                 g_gw = acc[:, 2 * H].contiguous()
         if sparse and want_gb:
-            g_gb = torch.bincount(indices.t().reshape(-1), weights=c.reshape(-1), minlength=N).to(gy.dtype)
+            g_gb = torch.bincount(e_q, weights=c.reshape(-1), minlength=N).to(gy.dtype)
         if dense is not None and gate_w is not None:
             if want_x:
                 g_x = g_x + dense @ gate_w if g_x is not None else dense @ gate_w
@@ -433,4 +434,4 @@ class _BlockSwiGLU(torch.autograd.Function):
             g_gw = gate_w.new_zeros(gate_w.shape)
         if want_gb and g_gb is None:
             g_gb = gy.new_zeros(N)
-        return g_x, g_gw, g_gb, g_g, g_w13, g_w2, None, None, None, None, None, None, None, None
+        return g_x, g_gw, g_gb, g_g, g_w13, g_w2, None, None, None, None, None, None, None, None, None

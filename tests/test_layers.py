@@ -482,7 +482,7 @@ def test_plan_and_block_layout_are_the_same_integers_in_numpy_and_torch_and_plac
         indices = torch.stack([torch.randperm(N, generator=gen)[:k] for _ in range(T)])
         a = _Plan(indices, N, capacity, backend="numpy")
         b = _Plan(indices, N, capacity, backend="torch")
-        for name in ("order", "e_sorted", "rank", "counts", "token_sorted", "keep_sorted", "kept"):
+        for name in ("e_q", "order", "e_sorted", "rank", "counts", "token_sorted", "keep_sorted", "kept"):
             va, vb = getattr(a, name), getattr(b, name)
             assert (va is None and vb is None) or torch.equal(va, vb), name
         la, lb = _block_layout(a, q), _block_layout(b, q)
