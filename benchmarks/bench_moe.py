@@ -23,7 +23,8 @@ Peak memory: each candidate runs once more in a fresh subprocess with glibc's mm
 set to 64 KiB (so freed tensors leave the resident set at once); after a warm-up step and
 dropping the gradients, the kernel's peak-RSS mark is reset (``/proc/self/clear_refs``) and
 the peak resident memory of one forward+backward above the resident memory before it is
-reported (it counts everything the step allocates: activations, gradients, kernel buffers).
+reported (it counts everything the step allocates: activations, gradients, kernel buffers, and
+the scratch memory the block kernel keeps between calls, which is dropped before the step).
 
 Run ``.venv/bin/python benchmarks/bench_moe.py [--quick] [--save]``; ``--save`` writes
 ``benchmarks/results.json`` (read by ``benchmarks/RESULTS.md``'s generator and the book's
@@ -187,6 +188,9 @@ for cell in step.__closure__ or ():
         obj.zero_grad(set_to_none=True)
     elif isinstance(obj, torch.Tensor):
         obj.grad = None
+# the block kernel's reused scratch memory counts as part of a step: start without it
+import moe_theory._dispatch as dispatch
+dispatch._SCRATCH.__dict__.clear()
 gc.collect()
 before = rss("VmRSS")
 open("/proc/self/clear_refs", "w").write("5")

@@ -394,9 +394,11 @@ class MoE(nn.Module):
           :func:`torch.bmm` per layer over all blocks (each block's expert weights gathered),
           in one custom autograd function (``moe_theory._dispatch._BlockSwiGLU``) whose
           backward is written out (gathers instead of scatters, one layout for forward and
-          backward) and which also forms the routing weights from the logits and their
-          gradient, so the whole layer is two autograd nodes (the gate's matmul and this);
-          for wide experts gathering weights per block costs more than the levels' padding.
+          backward) and which also forms the routing weights from the logits and, for the
+          linear top-k gates, does the gate's backward too (sparsely: its gradient has ``k``
+          nonzeros per token), so the whole layer is one autograd node, its logits an output
+          of it; for wide experts gathering weights per block costs more than the levels'
+          padding.
           On CPU the index bookkeeping of the padded and sorted paths (the stable sort by
           expert, ranks, block rows) runs in NumPy, elsewhere in torch; both give the same
           integers.
