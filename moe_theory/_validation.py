@@ -154,9 +154,25 @@ def check_tensor(name: str, value: Any, *, shape: Sequence[Any] | None = None, n
     _check_shape(name, tuple(value.shape), shape, ndim, min_ndim)
     if floating and not torch.is_floating_point(value):
         raise TypeError(f"{name} must have a floating-point dtype, got dtype {value.dtype}")
-    if finite and value.numel() and not bool(torch.isfinite(value).all()):
+    if finite and value.numel() and not _all_finite(value):
         raise ValueError(f"{name} must contain only finite values (no NaN or inf)")
     return value
+
+
+def _all_finite(value: torch.Tensor) -> bool:
+    """Whether every entry of ``value`` is finite.
+
+    A finite sum proves it with one cheap reduction (in NumPy on CPU, several times faster than
+    torch's for a small tensor); only a sum that is not finite (an inf or NaN entry, or an
+    overflow) makes it look at every entry.
+    """
+    if value.device.type == "cpu" and value.dtype in (torch.float32, torch.float64):
+        with np.errstate(over="ignore", invalid="ignore"):
+            if np.isfinite(value.detach().numpy().sum()):
+                return True
+    elif bool(torch.isfinite(value.sum())):
+        return True
+    return bool(torch.isfinite(value).all())
 
 
 def check_array(name: str, value: Any, *, shape: Sequence[Any] | None = None, ndim: int | None = None,

@@ -92,3 +92,15 @@ def test_check_finite_for_tensor_and_array():
     v.check_finite("g", np.ones(3))
     with pytest.raises(ValueError, match="g must contain only finite values"):
         v.check_finite("g", torch.tensor([float("inf")]))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_check_tensor_finite_check_survives_an_overflowing_sum_and_finds_every_bad_entry(dtype):
+    # The check sums first (one cheap reduction); a sum that overflows must not reject finite entries.
+    big = torch.finfo(dtype).max
+    assert v.check_tensor("x", torch.tensor([big, big, big], dtype=dtype)) is not None
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        with pytest.raises(ValueError, match="x must contain only finite values"):
+            v.check_tensor("x", torch.tensor([1.0, bad, 2.0], dtype=dtype))
+        with pytest.raises(ValueError, match="x must contain only finite values"):
+            v.check_tensor("x", torch.tensor([big, big, bad], dtype=dtype))
