@@ -205,7 +205,29 @@ class _Plan:
     def combine(self, out_q: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """``y_t = sum_s pi_{t,s} out_{s T + t}``: out_q (S, O) in q order -> (T, O)."""
         w = self.weights_q(weights).view(self.k, self.T, 1)
-        return (out_q.view(self.k, self.T, -1) * w).sum(0)
+        return _slot_sum(out_q.view(self.k, self.T, -1) * w)
+
+
+def _slot_major_weights(logits: torch.Tensor, indices: torch.Tensor, weighting: str,
+                        probs: torch.Tensor | None = None) -> torch.Tensor:
+    """Routing weights ``pi`` of the active experts, slot-major (k, T), contiguous.
+
+    ``"renormalized"``: softmax over the ``k`` selected logits; ``"softmax"``: the entries of the
+    full softmax ``probs`` (computed from ``logits`` when not given). Slot-major because on CPU
+    torch's softmax and elementwise kernels are several times slower on a last dimension of size
+    ``k``. Row 0 holds each token's largest logit, so the exponents are ``<= 0``.
+    """
+    if weighting == "renormalized":
+        top = logits.gather(-1, indices).t().contiguous()  # (k, T)
+        e = torch.exp(top - top[:1].detach())
+        return e / e.sum(0)
+    p = torch.softmax(logits, dim=-1) if probs is None else probs
+    return p.gather(-1, indices).t().contiguous()
+
+
+def _per_block_row(v_q: torch.Tensor, row_q: torch.Tensor) -> torch.Tensor:
+    """A value per assignment ``q`` (S,) spread over the block rows (0 on padding rows, ``row_q = S``)."""
+    return torch.cat([v_q, v_q.new_zeros(1)]).index_select(0, row_q)
 
 
 def _block_layout(plan: _Plan, q: int) -> dict[str, torch.Tensor]:
@@ -283,8 +305,9 @@ class _BlockSwiGLU(torch.autograd.Function):
     Inputs: tokens ``x`` (T, D); the gate's parameters ``gate_w`` (N, D) and ``gate_b`` (N,)
     (or ``None``) and its logits ``g = x gate_w^T + gate_b`` (T, N), computed by the caller
     without gradient (it needed them to route); the expert weights; the active experts
-    ``indices`` (T, k) and the same listed slot-major, ``e_q`` (T k,); ``kept`` (T, k) (1/0, or ``None``: all kept); the block layout of
-    :func:`_block_layout`; and the ``weighting`` rule of the router. Outputs: ``y`` (T, O) and
+    ``indices`` (T, k) and the same listed slot-major, ``e_q`` (T k,); ``kept`` (T, k) (1/0, or
+    ``None``: all kept); the block layout of :func:`_block_layout`; and the ``weighting`` rule of
+    the router (:func:`_slot_major_weights`). Outputs: ``y`` (T, O) and
     the logits ``g`` again, now differentiable (what :attr:`Routing.logits` holds, for losses on
     the router such as the load-balancing loss).
 
@@ -319,15 +342,9 @@ class _BlockSwiGLU(torch.autograd.Function):
         k = indices.shape[1]
         B = bexp.shape[0]
         H = w2.shape[2]
-        # Routing weights slot-major, (k, T) = q order (short last dimensions are slow on CPU).
-        p = None
-        if weighting == "renormalized":
-            top = g.gather(1, indices).t().contiguous()  # (k, T); row 0 is each token's largest logit
-            e = torch.exp(top - top[:1])
-            w = e.div_(e.sum(0))
-        else:
-            p = torch.softmax(g, dim=-1)
-            w = p.gather(1, indices).t().contiguous()
+        # Routing weights slot-major, (k, T) = q order
+        p = torch.softmax(g, dim=-1) if weighting == "softmax" else None
+        w = _slot_major_weights(g, indices, weighting, p)
         kept = None if kept is None else kept.t()  # (k, T)
         wq = (w if kept is None else w * kept).reshape(-1)  # (S,) in q = s T + t order
         w13b = w13.index_select(0, bexp)  # (B, 2H, D)
@@ -340,7 +357,7 @@ class _BlockSwiGLU(torch.autograd.Function):
                         out=_scratch(x, "out", (B, q, w2.shape[1])))  # (B, q, O): row-major
         out_q = out.view(B * q, -1).index_select(0, pos).view(k, T, -1)
         y = _slot_sum(out_q * wq.view(k, T, 1))
-        w_row = torch.cat([wq, wq.new_zeros(1)]).index_select(0, row_q)  # weight of each block row
+        w_row = _per_block_row(wq, row_q)  # weight of each block row
         ctx.save_for_backward(x, gate_w, xb, gu, a, h, w13b, w2b, out_q, w_row, src, pos, row_q, bexp, indices,
                               e_q, w, p, kept)
         ctx.sizes = (T, D, H, q, k, w13.shape[0], g.shape[1])
@@ -402,7 +419,7 @@ class _BlockSwiGLU(torch.autograd.Function):
         torch.mul(g_h, gu[:, H:], out=g_gate)
         torch.ops.aten.silu_backward.grad_input(g_gate, gu[:, :H], grad_input=g_gate)
         if rows > 2 * H:  # c of each block row (0 on padding rows)
-            g_gu[:, 2 * H].copy_(torch.cat([c.reshape(-1), c.new_zeros(1)]).index_select(0, row_q).view(B, q))
+            g_gu[:, 2 * H].copy_(_per_block_row(c.reshape(-1), row_q).view(B, q))
         g_x = g_w13 = g_gw = g_gb = g_g = None
         if want_x:
             g_xb = torch.bmm(g_gu[:, :2 * H].transpose(1, 2), w13b, out=_scratch(gy, "g_xb", (B, q, D)))

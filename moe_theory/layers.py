@@ -29,7 +29,8 @@ from torch import nn
 
 from ._validation import (check_bool, check_choice, check_dtype, check_k, check_positive_int,
                           check_positive_real, check_tensor)
-from ._dispatch import _block_layout, _BlockSwiGLU, _grouped_mm_supported, _padding_levels, _Plan
+from ._dispatch import (_block_layout, _BlockSwiGLU, _grouped_mm_supported, _padding_levels, _Plan,
+                        _slot_major_weights)
 from .device import resolve_device
 
 __all__ = [
@@ -144,17 +145,9 @@ _WEIGHTINGS = ("renormalized", "softmax")
 def _routing_weights(logits: torch.Tensor, indices: torch.Tensor, weighting: str,
                      probs: torch.Tensor | None = None) -> torch.Tensor:
     """``pi`` of the active experts: softmax over the selected logits, or the full softmax's entries."""
-    if weighting == "renormalized":
-        if indices.shape[-1] == 1:  # exactly 1, with no gradient to the gate
-            return torch.softmax(logits.gather(-1, indices), dim=-1)
-        # softmax over the k selected logits, computed slot-major, (k, T): torch's softmax and
-        # elementwise kernels are several times slower on a last dimension of size k (CPU).
-        # Row 0 holds each token's largest logit, so the exponents are <= 0.
-        top = logits.gather(-1, indices).t().contiguous()  # (k, T)
-        e = torch.exp(top - top[:1].detach())
-        return (e / e.sum(0)).t()  # (T, k), a view
-    p = torch.softmax(logits, dim=-1) if probs is None else probs
-    return p.gather(-1, indices)
+    if weighting == "renormalized" and indices.shape[-1] == 1:  # exactly 1, with no gradient to the gate
+        return torch.softmax(logits.gather(-1, indices), dim=-1)
+    return _slot_major_weights(logits, indices, weighting, probs).t()  # (T, k), a view
 
 
 class Routing:
