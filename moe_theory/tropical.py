@@ -32,7 +32,7 @@ __all__ = [
     "soft_elementary_symmetric", "hypersimplex_vertices", "hypersimplex_edges", "normal_cone_inequalities",
     "sum_zero_basis", "eulerian_number", "hypersimplex_volume", "stirling_first", "braid_section_count",
     "general_position_bound", "voronoi_router", "coalition_color", "plot_topk_regions",
-    "plot_hypersimplex4", "plot_normal_fan4", "ResultTable", "result_table",
+    "plot_hypersimplex4", "plot_normal_fan4",
 ]
 
 
@@ -441,65 +441,6 @@ def plot_normal_fan4(ax, k: int, n_points: int = 600):
     ax.scatter(*U.T, c=cols, s=6, depthshade=False)
     ax.set(xlabel="$u_1$", ylabel="$u_2$", zlabel="$u_3$")
     return ax
-
-
-class ResultTable:
-    """A small table that shows as HTML in the book and in Jupyter, and as Markdown in text.
-
-    Attributes
-    ----------
-    header : list of str
-    rows : list of list of str
-        Cells already formatted.
-    """
-
-    def __init__(self, header, rows):
-        self.header, self.rows = header, rows
-
-    @property
-    def markdown(self) -> str:
-        lines = ["| " + " | ".join(self.header) + " |", "|" + "---|" * len(self.header)]
-        return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in self.rows])
-
-    def _repr_markdown_(self) -> str:
-        return self.markdown
-
-    def _repr_html_(self) -> str:
-        import html
-
-        pad = 'style="padding:0.15em 0.5em;text-align:right"'
-        head = "".join(f"<th {pad}>{html.escape(h)}</th>" for h in self.header)
-        body = "".join("<tr>" + "".join(f"<td {pad}>{html.escape(c)}</td>" for c in r) + "</tr>" for r in self.rows)
-        return f'<table class="moe-result-table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
-
-    def __repr__(self) -> str:
-        return self.markdown
-
-
-def result_table(header, rows, *, digits: int = 3) -> ResultTable:
-    """A table of computed results (floats to ``digits`` significant digits) for a chapter cell.
-
-    Shown as an HTML table in the built page, so wide tables wrap instead of scrolling.
-
-    Examples
-    --------
-    >>> print(result_table(["k", "rho"], [[1, 0.5]]).markdown)
-    | k | rho |
-    |---|---|
-    | 1 | 0.5 |
-    """
-    def fmt(v):
-        if isinstance(v, (float, np.floating)):
-            return f"{v:.{digits}g}" if abs(v) < 1e4 else f"{v:.0f}"
-        return str(v)
-
-    header = [str(h) for h in header]
-    out = []
-    for r in rows:
-        if len(r) != len(header):
-            raise ValueError(f"rows must have {len(header)} entries like header, got a row of {len(r)}")
-        out.append([fmt(v) for v in r])
-    return ResultTable(header, out)
 
 
 # Regions in input space: re-exported so that the issue's names import from this module.

@@ -436,7 +436,8 @@ def test_plot_helpers_and_result_table():
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from moe_theory.tropical import (coalition_color, result_table, plot_hypersimplex4, plot_normal_fan4,
+    from moe_theory.tables import result_table
+    from moe_theory.tropical import (coalition_color, plot_hypersimplex4, plot_normal_fan4,
                                      plot_topk_regions)
 
     W, b = _router(5, 2, 12)
