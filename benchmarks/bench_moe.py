@@ -189,8 +189,8 @@ for cell in step.__closure__ or ():
     elif isinstance(obj, torch.Tensor):
         obj.grad = None
 # the block kernel's reused scratch memory counts as part of a step: start without it
-import moe_theory._dispatch as dispatch
-dispatch._SCRATCH.__dict__.clear()
+import moe_theory._kernels as kernels
+kernels._SCRATCH.__dict__.clear()
 gc.collect()
 before = rss("VmRSS")
 open("/proc/self/clear_refs", "w").write("5")
