@@ -33,29 +33,15 @@ __all__ = ["topk_route", "routing_weights", "Routing", "SoftmaxRouter", "TopKRou
 
 
 def topk_route(logits: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The active set ``S_k(g)``: indices and values of the ``k`` largest logits.
+    """The active set ``S_k(g)`` of gate logits ``g`` (..., N), for ``1 <= k <= N``.
 
-    A *stable* descending sort keeps equal logits in index order, so ties go to the smaller
-    index and the active set is a function of ``g`` alone (:func:`torch.topk` leaves the order of
-    ties unspecified). The routers compute the same indices without sorting
-    (:func:`moe_theory._kernels.fast_topk_indices`; a test checks that they agree).
+    Returns the indices (..., k), ``S_k(g)`` from the largest logit down, and the values
+    ``g_(1) >= ... >= g_(k)`` (differentiable in ``logits``). A *stable* descending sort keeps
+    equal logits in index order, so ties go to the smaller index and the active set is a
+    function of ``g`` alone (:func:`torch.topk` leaves the order of ties unspecified). The
+    routers compute the same indices without sorting (:func:`moe_theory._kernels.fast_topk_indices`,
+    tested equal).
 
-    Parameters
-    ----------
-    logits : torch.Tensor, shape (..., N)
-        Gate logits ``g``.
-    k : int
-        Number of active experts, ``1 <= k <= N``.
-
-    Returns
-    -------
-    indices : torch.LongTensor, shape (..., k)
-        ``S_k(g)`` listed from the largest logit down.
-    values : torch.Tensor, shape (..., k)
-        ``g_(1) >= ... >= g_(k)`` (differentiable in ``logits``).
-
-    Examples
-    --------
     >>> topk_route(torch.tensor([1.0, 3.0, 3.0, 0.0]), 2)[0]
     tensor([1, 2])
     """
@@ -90,26 +76,15 @@ def routing_weights(logits: torch.Tensor, indices: torch.Tensor, weighting: str,
 
 
 class Routing:
-    """What a router decided for a batch of ``T`` tokens; immutable (:meth:`replace` gives a new one).
+    """What a router decided for ``T`` tokens; immutable (:meth:`replace` gives a changed copy).
 
-    Attributes
-    ----------
-    indices : LongTensor (T, k)
-        Active experts per token, largest logit first.
-    weights : Tensor (T, k)
-        Routing weights ``pi_i`` of the active experts (computed from ``logits`` by the
-        ``weighting`` rule on first access when given as ``None``, as the top-k routers do).
-    logits : Tensor (T, N)
-        Gate logits ``g`` (after noise, for the noisy router).
-    probs : Tensor (T, N)
-        ``p = softmax(g)`` (computed from ``logits`` on first access when given as ``None``).
-    load : Tensor (N,)
-        Number of tokens each expert received (kept tokens, after any capacity limit).
-    kept : BoolTensor (T, k), optional
-        Which (token, slot) assignments were served; ``None`` when no capacity limit was
-        applied (all kept). A dropped slot contributes nothing to the output.
-    weighting : {"renormalized", "softmax"}, optional
-        The rule of :func:`routing_weights`; required when ``weights`` is ``None``.
+    Attributes: ``indices`` (T, k), the active experts, largest logit first; ``weights`` (T, k),
+    their routing weights ``pi_i`` (when given as ``None``, computed from ``logits`` by the
+    ``weighting`` rule of :func:`routing_weights` on first access); ``logits`` (T, N), the gate
+    logits ``g`` (after noise, for the noisy router); ``probs`` (T, N), ``p = softmax(g)`` (computed
+    on first access when ``None``); ``load`` (N,), the tokens each expert received (kept ones,
+    under a capacity limit); ``kept`` (T, k), which (token, slot) assignments were served, or
+    ``None`` (no capacity limit: all); a dropped slot contributes nothing to the output.
     """
 
     __slots__ = ("indices", "logits", "load", "kept", "weighting", "_weights", "_probs")
@@ -275,14 +250,9 @@ class MoE(nn.Module):
 
     Parameters
     ----------
-    d_model : int
-        Input width (the ambient dimension ``D`` in the theory chapters).
-    d_hidden : int
-        Hidden width of every expert (the book's ``m``).
-    n_experts : int
-        Number of experts ``N``.
-    k : int
-        Active experts per token, ``1 <= k <= N`` (ignored by the softmax router, which uses all).
+    d_model, d_hidden, n_experts, k : int
+        Input width (the theory chapters' ``D``), hidden width of every expert (``m``), number of
+        experts ``N``, active experts per token ``1 <= k <= N`` (the softmax router uses all).
     router : {"topk", "softmax", "noisy_topk"}
         Gating rule (see :class:`TopKRouter`, :class:`SoftmaxRouter`, :class:`NoisyTopKRouter`).
     d_out : int, optional
@@ -292,35 +262,24 @@ class MoE(nn.Module):
     weighting : {"renormalized", "softmax"}
         Routing weights of the top-k routers (:func:`routing_weights`).
     dispatch : {"auto", "sorted", "padded", "dense", "loop"}
-        How :meth:`forward` computes the layer. ``"loop"`` is :meth:`forward_reference`; the
-        others have no Python loop over experts and give the same numbers up to rounding:
-        every expert on every token (``"dense"``), assignments grouped by expert into padded
-        blocks and batched matmuls (``"padded"``), or sorted into a ragged array and grouped
-        matmuls (``"sorted"``); ``"auto"`` (default) picks one from the sizes
-        (:func:`moe_theory._dispatch.choose_dispatch`, whose module describes each strategy).
+        How :meth:`forward` computes the layer: ``"loop"`` is :meth:`forward_reference`; the
+        others (:mod:`moe_theory._dispatch`) have no Python loop over experts and give the same
+        numbers up to rounding (on CPU, the same bits from run to run); ``"auto"`` picks one.
     expert : {"mlp", "swiglu"}
-        Expert kind: :class:`~moe_theory.experts.MLPExperts`, ``E_i(x) = W2_i sigma(W1_i x + b1_i)
-        + b2_i``, or :class:`~moe_theory.experts.SwiGLUExperts` (Mixtral's expert, no biases),
-        ``E_i(x) = W2_i (silu(W1_i x) * (W3_i x))``; the module is ``layer.experts``, and its
-        parameters (``w1, b1, w2, b2`` or ``w13, w2``) are also readable as ``layer.w1`` etc.
+        :class:`~moe_theory.experts.MLPExperts` or :class:`~moe_theory.experts.SwiGLUExperts`
+        (Mixtral's expert), the module ``layer.experts``; its parameters are also readable as
+        ``layer.w1, layer.b1, layer.w2, layer.b2`` (MLP) or ``layer.w13, layer.w2`` (SwiGLU).
     capacity_factor : float, optional
-        Off (``None``) by default. Otherwise each expert serves at most
-        ``C = ceil(capacity_factor * T * k / N)`` assignments per call; assignments are served
-        slot by slot (every token's first choice before any second choice) and, within a slot,
-        in token order; the rest are **dropped**: that slot contributes zero (the other
-        weights are not renormalised). ``Routing.load`` then counts kept assignments and
-        ``Routing.kept`` marks them.
+        Off (``None``) by default. Otherwise each expert serves at most ``C = ceil(capacity_factor
+        * T * k / N)`` assignments per call, slot by slot (every first choice before any second
+        choice), tokens in order within a slot; the rest are **dropped**: that slot contributes
+        zero (the other weights are not renormalised); ``Routing.kept`` marks the served ones.
     router_bias : bool
-        Whether the gate has a bias, ``g(x) = W x + b`` (default) or ``g(x) = W x``, the
-        bias-free gate of the manifold chapter's construction.
+        Whether the gate is ``g(x) = W x + b`` (default) or ``g(x) = W x`` (the manifold chapter).
     generator : torch.Generator, optional
         Noise source of the noisy router.
     device, dtype
         Factory arguments, as in :mod:`torch.nn` (``device=None``: CPU).
-
-    Notes
-    -----
-    On CPU every path is deterministic: the same parameters and input give the same bits.
 
     Examples
     --------
@@ -396,19 +355,10 @@ class MoE(nn.Module):
         return x
 
     def forward(self, x: torch.Tensor, return_routing: bool = False):
-        """Apply the layer: :meth:`forward_reference`'s function, computed by ``dispatch``.
+        """``y(x)`` for ``x`` (..., d_model): (..., d_out), and the :class:`Routing` if ``return_routing``.
 
-        Parameters
-        ----------
-        x : torch.Tensor, shape (..., d_model)
-        return_routing : bool
-            Also return the :class:`Routing` (it is kept in ``self.last_routing`` too; the
-            strategy used is kept in ``self.last_dispatch``).
-
-        Returns
-        -------
-        y : torch.Tensor, shape (..., d_out)
-        routing : Routing, only if ``return_routing``
+        The function of :meth:`forward_reference`, computed by the strategy ``dispatch``; the
+        routing and the strategy used are kept in ``last_routing`` and ``last_dispatch``.
         """
         if self.dispatch == "loop":
             return self.forward_reference(x, return_routing)
