@@ -575,3 +575,14 @@ def test_block_kernel_with_losses_on_the_router_equals_reference(k, capacity_fac
             a = torch.zeros_like(b) if a is None else a
             b = torch.zeros_like(a) if b is None else b
             assert torch.allclose(a, b, atol=1e-8, rtol=0), (a - b).abs().max()
+
+
+def test_import_moe_theory_loads_neither_matplotlib_nor_the_dispatch_machinery():
+    # matplotlib is imported by the plot helpers that need it; the fast paths on the first forward
+    import subprocess
+    import sys
+    code = ("import sys, moe_theory, moe_theory.tropical, moe_theory.primer, moe_theory.performance; "
+            "print(sorted({m.split('.')[0] for m in sys.modules if m.startswith('matplotlib')}), "
+            "'moe_theory._dispatch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["[]", "False"], out
