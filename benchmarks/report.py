@@ -1,36 +1,22 @@
-"""Read the saved benchmark results (``benchmarks/results.json``) into tables and a figure.
+"""Read the saved benchmark results (``benchmarks/results.json``) into Markdown tables (``RESULTS.md``).
 
-Used by ``benchmarks/run_all.py --save`` (it writes ``benchmarks/RESULTS.md``) and by the
-book's performance appendix, so every number shown comes from the saved file.
+Used by ``benchmarks/run_all.py --save`` (it writes ``benchmarks/RESULTS.md``); the book's
+performance appendix reads the same file through :mod:`moe_theory.performance`.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+from moe_theory.performance import LABELS, load_benchmark_results
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results.json"
 
-#: Candidates in display order, with short labels.
-LABELS = {
-    "limit": "limit (dense SwiGLU, same active FLOPs)",
-    "limit + router": "limit + the router's matmul (all the arithmetic)",
-    "moe_theory": "moe_theory MoE (dispatch='auto')",
-    "moe_theory sorted": "moe_theory, dispatch='sorted'",
-    "moe_theory padded": "moe_theory, dispatch='padded'",
-    "transformers eager": "transformers Mixtral block, eager",
-    "transformers grouped_mm": "transformers Mixtral block, grouped_mm",
-    "reference": "moe_theory forward_reference (loop)",
-}
-
 
 def load_results(path: str | Path | None = None) -> dict:
-    """The saved results (default ``benchmarks/results.json``, found from this file, not the cwd)."""
-    path = Path(path) if path is not None else RESULTS
-    if not path.exists():
-        raise FileNotFoundError(f"no benchmark results at {path}: run benchmarks/run_all.py --save")
-    return json.loads(path.read_text())
+    """The saved results (default ``benchmarks/results.json``)."""
+    return load_benchmark_results(path if path is not None else RESULTS)
 
 
 def _fmt_ms(seconds: float) -> str:
@@ -117,35 +103,6 @@ def machine_line(results: dict) -> str:
                if results.get("merged_from") else ""))
 
 
-def plot_results(results: dict, ax=None):
-    """Bar chart: forward+backward time of each candidate relative to the limit, per configuration."""
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    names = list(results["configs"])
-    cands = [c for c in LABELS if all(c in results["configs"][n]["timing"] for n in names)]
-    if ax is None:
-        _, ax = plt.subplots(figsize=(9, 3.8))
-    width = 0.8 / len(cands)
-    colors = plt.get_cmap("tab10").colors
-    for j, cand in enumerate(cands):
-        vals = [results["configs"][n]["timing"][cand]["median_s"] / results["configs"][n]["timing"]["limit"]["median_s"]
-                for n in names]
-        ax.bar(np.arange(len(names)) + (j - (len(cands) - 1) / 2) * width, vals, width, label=LABELS[cand],
-               color=colors[j % 10])
-    for i, n in enumerate(names):
-        target = results["configs"][n]["config"]["max_vs_limit"]
-        ax.hlines(target, i - 0.42, i + 0.42, colors="k", linestyles="--", linewidth=1)
-    ax.set_yscale("log")
-    ax.set_xticks(range(len(names)))
-    ax.set_xticklabels([n + "\n" + config_line(n, results["configs"][n]).split(": ", 1)[1].replace(", N=", "\nN=")
-                        for n in names], fontsize=8)
-    ax.set_ylabel("time / limit (log scale)")
-    ax.set_title("Forward+backward time relative to the dense SwiGLU limit (dashed: the target)")
-    ax.legend(fontsize=8, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.28), frameon=False)
-    return ax
-
-
 def write_results_md(results: dict | None = None, path: str | Path | None = None) -> Path:
     """Regenerate ``benchmarks/RESULTS.md`` from the saved results (no number typed by hand)."""
     results = results if results is not None else load_results()
@@ -176,50 +133,3 @@ configuration, `sorted` for the two wide ones), so the gap between those two row
 
 if __name__ == "__main__":
     print(write_results_md())
-
-
-def html_tables(results: dict) -> str:
-    """The tables of :func:`markdown_tables` as HTML (for notebook output)."""
-    import html
-
-    parts = []
-    for name, res in results["configs"].items():
-        timing, mem = res["timing"], res.get("peak_memory_bytes", {})
-        limit, ours = timing["limit"]["median_s"], timing["moe_theory"]["median_s"]
-        rows = []
-        for cand in LABELS:
-            if cand not in timing:
-                continue
-            t = timing[cand]["median_s"]
-            bold = cand in ("moe_theory", "limit")
-            cells = [LABELS[cand], _fmt_ms(t), str(timing[cand]["n"]), f"{t / limit:.2f}", f"{t / ours:.2f}",
-                     _fmt_mb(mem.get(cand))]
-            tds = "".join(f"<td style='text-align:{'left' if i == 0 else 'right'}'>"
-                          f"{'<b>' if bold else ''}{html.escape(c)}{'</b>' if bold else ''}</td>"
-                          for i, c in enumerate(cells))
-            rows.append(f"<tr>{tds}</tr>")
-        head = "".join(f"<th>{h}</th>" for h in ("candidate", "median ms (fwd+bwd)", "runs", "× limit",
-                                                  "× moe_theory", "peak MB"))
-        parts.append(f"<p><b>{html.escape(config_line(name, res))}</b></p>"
-                     f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
-                     f"<p>{html.escape(targets_sentence(res))}</p>")
-    return "\n".join(parts)
-
-
-def auto_dispatch_choices(results: dict, *, device="cpu") -> dict[str, str]:
-    """The strategy ``dispatch="auto"`` picks on each benchmark configuration (one forward, no grad)."""
-    import torch
-
-    from moe_theory import MoE
-
-    out = {}
-    for name, res in results["configs"].items():
-        c = res["config"]
-        torch.manual_seed(0)  # the initialisation bench_moe.build uses
-        layer = MoE(c["d_model"], c["d_hidden"], c["n_experts"], c["k"], expert="swiglu", device=device,
-                    dtype=torch.float32)
-        x = torch.randn(c["tokens"], c["d_model"], generator=torch.Generator().manual_seed(0)).to(device)
-        with torch.no_grad():
-            layer(x)
-        out[name] = layer.last_dispatch
-    return out
