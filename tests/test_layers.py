@@ -586,3 +586,45 @@ def test_import_moe_theory_loads_neither_matplotlib_nor_the_dispatch_machinery()
             "'moe_theory._dispatch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["[]", "False"], out
+
+
+def test_routing_is_immutable_and_replace_gives_a_changed_copy():
+    layer = _layer(4, 2, seed=0)
+    _, r = layer(torch.randn(6, 5, dtype=torch.float64), return_routing=True)
+    with pytest.raises(AttributeError, match="Routing is immutable"):
+        r.kept = None
+    kept = torch.zeros_like(r.indices, dtype=torch.bool)
+    dropped = r.replace(kept=kept, load=torch.zeros(4, dtype=torch.float64))
+    assert dropped.kept is kept and r.kept is None and dropped.indices is r.indices
+    assert dropped.combine_matrix().abs().sum() == 0 and r.combine_matrix().abs().sum() > 0
+    shifted = r.replace(logits=r.logits + 3.0)  # new logits: weights recomputed (same, by shift invariance)
+    assert shifted._weights is None and torch.allclose(shifted.weights, r.weights, atol=1e-12)
+
+
+@pytest.mark.parametrize("expert", ["mlp", "swiglu"])
+def test_experts_are_modules_and_the_layer_aliases_their_parameters_read_only(expert):
+    from moe_theory.experts import MLPExperts, SwiGLUExperts
+    layer = _layer(3, 2, D=4, H=5, O=2, seed=1, expert=expert)
+    assert isinstance(layer.experts, MLPExperts if expert == "mlp" else SwiGLUExperts)
+    assert layer.w2 is layer.experts.w2 and layer.experts.first.shape == (3, layer.experts.gates * 5, 4)
+    assert "n_experts=3, d_model=4, d_hidden=5, d_out=2" in repr(layer.experts)
+    x = torch.randn(7, 4, dtype=torch.float64)
+    assert torch.equal(layer.expert(2, x), layer.experts(2, x))
+    with pytest.raises(AttributeError):  # read-only: the parameter lives in layer.experts
+        layer.w2 = torch.zeros(3, 2, 5)
+    with pytest.raises(KeyError, match="attribute 'w2' already exists"):
+        layer.w2 = torch.nn.Parameter(torch.zeros(3, 2, 5))
+    torch.manual_seed(5)
+    layer.reset_parameters()
+    bound = 1 / math.sqrt(4)
+    assert float(layer.experts.first.abs().max()) <= bound and float(layer.experts.first.abs().max()) > 0
+
+
+def test_expert_modules_reject_bad_arguments_with_named_messages():
+    from moe_theory.experts import MLPExperts, SwiGLUExperts
+    with pytest.raises(ValueError, match="n_experts must be >= 1, got n_experts=0"):
+        MLPExperts(0, 3, 4, 3)
+    with pytest.raises(ValueError, match="activation must be one of"):
+        MLPExperts(2, 3, 4, 3, activation="swish")
+    with pytest.raises(TypeError, match="d_hidden must be an integer"):
+        SwiGLUExperts(2, 3, 4.5, 3)
