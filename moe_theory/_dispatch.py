@@ -51,21 +51,23 @@ _BLOCK_MAX_EXPERT_MACS = 1 << 15  # ... used for experts of at most this many MA
 
 
 def choose_dispatch(experts, n_tokens: int, k: int) -> str:
-    """The strategy of ``dispatch="auto"`` for ``n_tokens`` tokens with ``k`` active experts each.
+    """The strategy ``dispatch="auto"`` runs for ``n_tokens`` tokens, ``k`` each.
 
-    ``"dense"`` if ``k = N`` or ``T * N * (MACs of one expert per token) <= 2**21``; otherwise
-    ``"sorted"`` if every width (``d_model``, ``d_hidden``, ``d_out``) is at least 128 and
-    ``grouped_mm`` runs (there its per-expert overhead is small next to the matmuls and it
-    wastes nothing on padding); otherwise ``"padded"`` (at small widths one batched matmul per
-    level beats a grouped matmul's per-expert calls, even with the padding).
+    ``"dense"`` when all experts are active or the whole layer is tiny;
+    ``"sorted"`` when every width is at least 128 and ``grouped_mm`` runs (its
+    per-expert cost is then small next to the matmuls, and it wastes nothing on
+    padding); else ``"padded"`` (at small widths one batched matmul per level
+    beats a grouped matmul's per-expert calls, even with the padding).
     """
-    N, D, H, O = experts.n_experts, experts.d_model, experts.d_hidden, experts.d_out
+    N, D, H, O = (experts.n_experts, experts.d_model, experts.d_hidden,
+                  experts.d_out)
     macs_per_token = D * experts.gates * H + H * O  # one expert, both layers
     if k == N or n_tokens * N * macs_per_token <= _DENSE_MAX_MACS:
         return "dense"
     widths = (D, experts.gates * H, H, O)
-    if min(D, H, O) >= _SORTED_MIN_WIDTH and _grouped_mm_supported(experts.w2, (experts.first, experts.w2),
-                                                                  widths):
+    weights = (experts.first, experts.w2)
+    wide = min(D, H, O) >= _SORTED_MIN_WIDTH
+    if wide and _grouped_mm_supported(experts.w2, weights, widths):
         return "sorted"
     return "padded"
 

@@ -32,23 +32,24 @@ __all__ = ["topk_route", "routing_weights", "Routing", "SoftmaxRouter", "TopKRou
            "MoE", "load_balancing_loss"]
 
 
-def topk_route(logits: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The active set ``S_k(g)`` of gate logits ``g`` (..., N), for ``1 <= k <= N``.
+def topk_route(logits: torch.Tensor, k: int) -> tuple[torch.Tensor, ...]:
+    """The active set ``S_k(g)`` of gate logits ``g`` (..., N), ``1 <= k <= N``.
 
-    Returns the indices (..., k), ``S_k(g)`` from the largest logit down, and the values
-    ``g_(1) >= ... >= g_(k)`` (differentiable in ``logits``). A *stable* descending sort keeps
-    equal logits in index order, so ties go to the smaller index and the active set is a
-    function of ``g`` alone (:func:`torch.topk` leaves the order of ties unspecified). The
-    routers compute the same indices without sorting (:func:`moe_theory._kernels.fast_topk_indices`,
-    tested equal).
+    Returns the indices (..., k), ``S_k(g)`` from the largest logit down, and
+    the values ``g_(1) >= ... >= g_(k)`` (differentiable in ``logits``). A
+    *stable* descending sort keeps equal logits in index order, so ties go to
+    the smaller index and the active set is a function of ``g`` alone
+    (:func:`torch.topk` leaves the order of ties unspecified). The routers get
+    the same indices without sorting (``_kernels.fast_topk_indices``, tested).
 
     >>> topk_route(torch.tensor([1.0, 3.0, 3.0, 0.0]), 2)[0]
     tensor([1, 2])
     """
     logits = check_tensor("logits", logits, min_ndim=1)
     k = check_k(k, logits.shape[-1], n_name="logits.shape[-1]")
-    order = torch.sort(logits.detach(), dim=-1, descending=True, stable=True).indices  # (..., N)
-    indices = order[..., :k]  # (..., k): largest first, equal logits in index order
+    g = logits.detach()
+    order = torch.sort(g, dim=-1, descending=True, stable=True).indices
+    indices = order[..., :k]  # (..., k): largest first, ties in index order
     values = logits.gather(-1, indices)  # (..., k)
     return indices, values
 
@@ -372,31 +373,33 @@ class MoE(nn.Module):
         return (y, routing) if return_routing else y
 
     def forward_reference(self, x: torch.Tensor, return_routing: bool = False):
-        """The layer, one expert at a time: route, dispatch, combine (the tests' oracle).
+        """The layer, one expert at a time: route, dispatch, combine (the oracle).
 
-        With a capacity ``C``, expert ``i`` serves the first ``C`` of its assignments listed
-        slot by slot, tokens in order within a slot.
+        With a capacity ``C``, expert ``i`` serves the first ``C`` of its
+        assignments listed slot by slot, tokens in order within a slot.
         """
         return_routing = check_bool("return_routing", return_routing)
         x = self._check_input(x)
         xt = x.reshape(-1, self.d_model)  # (T, D): the tokens
-        routing = self.router(xt)  # route: S_k(g(x_t)) and pi(x_t) for every token t
+        routing = self.router(xt)  # route: S_k(g(x_t)) and pi(x_t), every token t
         capacity = self.capacity(xt.shape[0])
         kept = torch.ones_like(routing.indices, dtype=torch.bool)  # (T, k)
         y = xt.new_zeros(xt.shape[0], self.d_out)  # (T, O)
         for i in range(self.n_experts):
             # dispatch: the (token, slot) pairs routed to expert i, slot by slot
             slot, token = torch.nonzero(routing.indices.T == i, as_tuple=True)
-            if capacity is not None:  # expert i serves its first C assignments only
+            if capacity is not None:  # expert i serves its first C pairs only
                 kept[token[capacity:], slot[capacity:]] = False
                 slot, token = slot[:capacity], token[:capacity]
             if token.numel() == 0:
                 continue
-            w = routing.weights[token, slot][:, None]  # (T_i, 1): pi_i of these tokens
-            y = y.index_add(0, token, w * self.experts(i, xt[token]))  # combine: y_t += pi_i E_i(x_t)
+            w = routing.weights[token, slot][:, None]  # (T_i, 1): pi_i(x_t)
+            # combine: y_t += pi_i(x_t) E_i(x_t)
+            y = y.index_add(0, token, w * self.experts(i, xt[token]))
         if capacity is not None:
-            load = torch.bincount(routing.indices[kept], minlength=self.n_experts)  # (N,)
-            routing = routing.replace(kept=kept, load=load.to(routing.weights.dtype))
+            load = torch.bincount(routing.indices[kept], minlength=self.n_experts)
+            load = load.to(routing.weights.dtype)  # (N,): served pairs
+            routing = routing.replace(kept=kept, load=load)
         self.last_routing, self.last_dispatch = routing, "loop"
         y = y.reshape(*x.shape[:-1], self.d_out)
         return (y, routing) if return_routing else y

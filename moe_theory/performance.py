@@ -85,10 +85,12 @@ def ratio_table(results: dict) -> ResultTable:
     rows = []
     for name, res in results["configs"].items():
         r = res["ratios"]
-        rows.append([name, config_line(results, name), f"{r['moe_vs_limit']:.2f}",
+        c = res["config"]
+        sizes = f"{c['d_model']}, {c['d_hidden']}, {c['n_experts']}, {c['k']}, {c['tokens']}"
+        rows.append([name, sizes, f"{r['moe_vs_limit']:.2f}",
                      f"{r['moe_vs_limit_with_router']:.2f}", f"{r['speedup_vs_transformers']:.2f}",
                      f"{r['speedup_vs_reference']:.1f}"])
-    return result_table(["configuration", "sizes", "÷ limit", "÷ (limit + router)", "faster than transformers",
+    return result_table(["configuration", "D, m, N, k, T", "÷ limit", "÷ (limit + router)", "faster than transformers",
                          "faster than the loop"], rows)
 
 

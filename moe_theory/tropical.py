@@ -63,7 +63,7 @@ def _desc_order(g):
 
 
 def tropical_elementary_symmetric(g, k: int):
-    """The k-th elementary symmetric tropical polynomial of the logits, over the last axis.
+    """The k-th elementary symmetric tropical polynomial of the logits ``g``.
 
     Parameters
     ----------
@@ -75,7 +75,7 @@ def tropical_elementary_symmetric(g, k: int):
     Returns
     -------
     numpy array or torch.Tensor, shape (...)
-        ``e_k^trop(g)``, of the same kind as ``g`` (torch inputs keep their graph).
+        ``e_k^trop(g)``, of the same kind as ``g`` (torch keeps its graph).
 
     Notes
     -----
@@ -85,18 +85,20 @@ def tropical_elementary_symmetric(g, k: int):
               = \\max_{|S|=k}\\sum_{i\\in S} g_i = \\sum_{j=1}^k g_{(j)} ,
 
     computed here by a stable sort, so the torch gradient is the routing mask
-    :func:`topk_mask` (ties broken by the smaller index). Su et al. (arXiv:2602.03204)
-    describe top-k routing in these terms; the identity itself is standard.
+    :func:`topk_mask` (ties broken by the smaller index). Su et al.
+    (arXiv:2602.03204) describe top-k routing in these terms; the identity
+    itself is standard.
 
     Examples
     --------
     >>> float(tropical_elementary_symmetric([3.0, -1.0, 2.0, 0.5], 2))
     5.0
     """
-    g = _logits(g)
+    g = _logits(g)  # (..., N)
     k = check_k(k, g.shape[-1], n_name="g.shape[-1]")
     if isinstance(g, torch.Tensor):
-        return torch.sort(g, dim=-1, descending=True, stable=True)[0][..., :k].sum(-1)
+        top = torch.sort(g, dim=-1, descending=True, stable=True).values
+        return top[..., :k].sum(-1)
     return -np.sort(-g, axis=-1)[..., :k].sum(-1)
 
 

@@ -125,8 +125,9 @@ def _lp(Wn, bn, S, gid, tol):
     if not out and (partial is None or not full):  # one region: the whole chart
         z = np.zeros(d)
         return RegionCertificate(tuple(S), True, 1.0, z)
-    # variables (z (d), tau, s): maximise s subject to
-    #   g_i(z) >= tau + s (i full),  g_j(z) <= tau - s (j out),  g_p(z) = tau (p partial),  s <= 1
+    # variables (z (d), theta, s): maximise s subject to
+    #   g_i(z) >= theta + s (i full),  g_j(z) <= theta - s (j out),
+    #   g_p(z) = theta (p partial),  s <= 1
     rows, rhs = [], []
     for i in full:
         rows.append(np.r_[-Wn[i], 1.0, 1.0]); rhs.append(bn[i])
@@ -136,8 +137,9 @@ def _lp(Wn, bn, S, gid, tol):
     if partial is not None:
         A_eq, b_eq = np.r_[Wn[partial], -1.0, 0.0][None, :], [-bn[partial]]
     cost = np.zeros(d + 2); cost[-1] = -1.0
-    res = linprog(cost, A_ub=np.array(rows), b_ub=np.array(rhs), A_eq=A_eq, b_eq=b_eq,
-                  bounds=[(None, None)] * (d + 1) + [(None, 1.0)], method="highs")
+    bounds = [(None, None)] * (d + 1) + [(None, 1.0)]
+    res = linprog(cost, A_ub=np.array(rows), b_ub=np.array(rhs), A_eq=A_eq,
+                  b_eq=b_eq, bounds=bounds, method="highs")
     if res.status != 0:
         raise RuntimeError(f"linprog failed on S={tuple(S)}: {res.message}")
     s, z = float(res.x[-1]), res.x[:d]
