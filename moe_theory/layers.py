@@ -309,7 +309,8 @@ class MoE(nn.Module):
         self.capacity_factor = None if capacity_factor is None else check_positive_real(
             "capacity_factor", capacity_factor)
         router_bias = check_bool("router_bias", router_bias)
-        factory = {"device": resolve_device(device), "dtype": check_dtype("dtype", dtype)}
+        device = None if device is None else resolve_device(device)  # None: torch's default, the CPU
+        factory = {"device": device, "dtype": check_dtype("dtype", dtype)}
         self.k = self.n_experts if router == "softmax" else check_k(k, self.n_experts)
         if router == "softmax":
             gate = SoftmaxRouter(d_model, n_experts, bias=router_bias, **factory)

@@ -628,3 +628,10 @@ def test_expert_modules_reject_bad_arguments_with_named_messages():
         MLPExperts(2, 3, 4, 3, activation="swish")
     with pytest.raises(TypeError, match="d_hidden must be an integer"):
         SwiGLUExperts(2, 3, 4.5, 3)
+
+
+def test_moe_device_none_follows_torch_and_a_named_device_is_checked():
+    layer = MoE(3, 4, 2, 1)  # device=None: torch's default device, the CPU here
+    assert layer.w2.device == torch.empty(0).device and layer.router.weight.device == layer.w2.device
+    with pytest.raises(ValueError, match="device must name a torch device"):
+        MoE(3, 4, 2, 1, device="gpu0")
