@@ -51,13 +51,13 @@ _BLOCK_MAX_EXPERT_MACS = 1 << 15  # ... used for experts of at most this many MA
 
 
 def choose_dispatch(experts, n_tokens: int, k: int) -> str:
-    """What ``dispatch="auto"`` runs for ``n_tokens`` tokens with ``k`` experts.
+    """What ``dispatch="auto"`` runs for ``n_tokens`` tokens, ``k`` experts each.
 
     ``"dense"`` when all experts are active or the whole layer is tiny;
-    ``"sorted"`` when every width is at least 128 and ``grouped_mm`` runs (its
-    per-expert cost is then small next to the matmuls, and it wastes nothing on
-    padding); else ``"padded"`` (at small widths one batched matmul per level
-    beats a grouped matmul's per-expert calls, even with the padding).
+    ``"sorted"`` when every width is at least 128 and ``grouped_mm`` runs
+    (its per-expert cost is then small next to the matmuls, and it wastes
+    nothing on padding); else ``"padded"`` (at small widths one batched matmul
+    per level beats a grouped matmul's per-expert calls, even with padding).
     """
     N, D, H, O = (experts.n_experts, experts.d_model, experts.d_hidden,
                   experts.d_out)

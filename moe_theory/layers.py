@@ -33,7 +33,7 @@ __all__ = ["topk_route", "routing_weights", "Routing", "SoftmaxRouter", "TopKRou
 
 
 def topk_route(logits: torch.Tensor, k: int) -> tuple[torch.Tensor, ...]:
-    """The active set ``S_k(g)`` of gate logits ``g`` (..., N), ``1 <= k <= N``.
+    """The active set ``S_k(g)`` of logits ``g`` (..., N), ``1 <= k <= N``.
 
     Returns the indices (..., k), ``S_k(g)`` from the largest logit down, and
     the values ``g_(1) >= ... >= g_(k)`` (differentiable in ``logits``). A

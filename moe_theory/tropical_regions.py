@@ -122,7 +122,7 @@ def _lp(Wn, bn, S, gid, tol):
     if parts is None:
         return RegionCertificate(tuple(S), False, 0.0, None)
     full, partial, out = parts
-    if not out and (partial is None or not full):  # one region: the whole chart
+    if not out and (partial is None or not full):  # one region: the chart
         z = np.zeros(d)
         return RegionCertificate(tuple(S), True, 1.0, z)
     # variables (z (d), theta, s): maximise s subject to
