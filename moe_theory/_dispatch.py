@@ -51,7 +51,7 @@ _BLOCK_MAX_EXPERT_MACS = 1 << 15  # ... used for experts of at most this many MA
 
 
 def choose_dispatch(experts, n_tokens: int, k: int) -> str:
-    """What ``dispatch="auto"`` runs for ``n_tokens`` tokens, ``k`` experts each.
+    """What ``dispatch="auto"`` runs: ``n_tokens`` tokens, ``k`` experts each.
 
     ``"dense"`` when all experts are active or the whole layer is tiny;
     ``"sorted"`` when every width is at least 128 and ``grouped_mm`` runs
