@@ -4,7 +4,7 @@ CPU, float32, ``torch.set_num_threads(2)``, SwiGLU experts. For each configurati
 candidates are
 
 * ``limit``: one dense SwiGLU block of width ``d_hidden`` on ``tokens * k`` rows -- the
-  same active arithmetic as the MoE layer's experts with no routing at all (the issue's limit);
+  same active arithmetic as the MoE layer's experts with no routing at all (the limit);
 * ``limit + router``: the limit plus the gate's matmul ``g = x W^T + b`` on the ``tokens``
   rows, forward and backward -- all the arithmetic of a top-k MoE layer, with no selection,
   sorting or gathering (for information: at ``d_model = 16, N = 64`` the gate's matmul is a
@@ -58,7 +58,7 @@ from moe_theory import MoE  # noqa: E402
 
 THREADS = 2
 
-# name: sizes and the issue's targets (ratio to the limit; speed-up over transformers' best).
+# name: sizes and the design targets (ratio to the limit; speed-up over transformers' best).
 CONFIGS = {
     "small experts, many": dict(d_model=16, d_hidden=32, n_experts=64, k=2, tokens=4096,
                                 max_vs_limit=2.0, min_speedup_vs_transformers=1.5),
@@ -189,8 +189,8 @@ for cell in step.__closure__ or ():
     elif isinstance(obj, torch.Tensor):
         obj.grad = None
 # the block kernel's reused scratch memory counts as part of a step: start without it
-import moe_theory._dispatch as dispatch
-dispatch._SCRATCH.__dict__.clear()
+import moe_theory._kernels as kernels
+kernels._SCRATCH.__dict__.clear()
 gc.collect()
 before = rss("VmRSS")
 open("/proc/self/clear_refs", "w").write("5")

@@ -1,48 +1,240 @@
-"""Dispatch machinery of :class:`moe_theory.layers.MoE`: where each assignment goes, and the kernels.
+"""How :class:`moe_theory.layers.MoE` computes its output fast: the dispatch strategies.
 
-Private module. The layer's docstring says which strategy runs when; this module holds
+Private module. ``MoE.forward`` hands its tokens to :func:`fast_forward` unless
+``dispatch="loop"``; every strategy computes the same function as the reference loop
+(``MoE.forward_reference``), to rounding, gradients included (the tests check it):
 
-* :class:`_Plan`: the expert-sorted order of the ``(token, slot)`` assignments (shared by the
-  sorted and padded paths), and :func:`_block_layout`: the rows of the padded SwiGLU blocks;
-* :class:`_BlockSwiGLU`: SwiGLU experts on those blocks, forward and backward written out;
-* :func:`_padding_levels`: the thresholds of the padded path's levels for wide experts;
-* :func:`_grouped_mm_supported`: whether :func:`torch.nn.functional.grouped_mm` runs.
+* ``"dense"``: every expert on every token as two large matmuls, combined with the sparse
+  ``(T, N)`` weight matrix. It does ``N / k`` times the useful arithmetic, so it only wins for
+  tiny layers, or when ``k = N``.
+* ``"padded"``: assignments grouped by expert (stable sort) into an ``(N, C, d)`` buffer, ``C``
+  = the largest load (or the capacity), then one batched matmul (:func:`torch.bmm`) per expert
+  layer. With uneven loads the ranks above a threshold go to up to two more, smaller levels that
+  hold only the experts loaded that far (their weights gathered), thresholds chosen to minimise
+  padded rows (:func:`_padding_levels`). Small SwiGLU experts (``d_hidden * (2 d_model + d_out)
+  <= 2**15`` MACs per token) use a finer layout instead: each expert's rows rounded up to blocks
+  of ``_BLOCK_ROWS``, one :func:`torch.bmm` per layer over all blocks, in one custom autograd
+  function (:class:`moe_theory._kernels._BlockSwiGLU`) whose backward is written out and which,
+  for the linear top-k gates, does the gate's backward too, so that the whole layer is one
+  autograd node.
+* ``"sorted"``: assignments sorted by expert into a ragged ``(T k, d)`` array and one grouped
+  matmul (:func:`torch.nn.functional.grouped_mm`) per expert layer; no padding. Where
+  ``grouped_mm`` cannot run (float64, CPU widths not a multiple of 16 bytes, CUDA without
+  bfloat16) the ragged groups go through a padded batched matmul.
 
-The index bookkeeping is a few dozen operations on vectors of ``T k`` integers. On CPU it runs
-in NumPy (each call costs microseconds; the same call on a small torch tensor costs tens, and
-there are enough of them to matter next to the experts' arithmetic at the theory chapters'
-widths), on other devices in torch. Both give the same integers (a test checks it); the
-stable sort is a radix sort in NumPy for 16-bit keys.
+:func:`choose_dispatch` is the rule of ``dispatch="auto"``; its thresholds were measured on a
+2-core CPU (``benchmarks/RESULTS.md``).
+
+The index bookkeeping (:class:`_Plan`, :func:`_block_layout`) is a few dozen operations on
+vectors of ``T k`` integers. On CPU it runs in NumPy (each call costs microseconds; the same call
+on a small torch tensor costs tens, and there are enough of them to matter next to the experts'
+arithmetic at the theory chapters' widths), on other devices in torch. Both give the same
+integers (a test checks it); the stable sort is a radix sort in NumPy for 16-bit keys. On CPU
+every path is deterministic: gathers and sums in a fixed order, no atomic scatter.
 """
 
 from __future__ import annotations
 
-import math
-import threading
-
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.autograd.function import once_differentiable
+
+from ._kernels import _BlockSwiGLU, _grouped_mm_supported, _ragged_bmm, _slot_sum
+from .experts import SwiGLUExperts
+from .layers import NoisyTopKRouter, Routing, TopKRouter, routing_weights
+
+# Size thresholds of dispatch="auto" (measured on a 2-core CPU, see benchmarks/README.md).
+_DENSE_MAX_MACS = 1 << 21   # dense if T * N * (expert MACs per token) is at most this ...
+_SORTED_MIN_WIDTH = 128     # ... sorted (grouped matmul) for experts at least this wide, else padded.
+_BLOCK_ROWS = 32  # padded SwiGLU path: rows per block (each expert's load rounded up to a multiple)
+_BLOCK_MAX_EXPERT_MACS = 1 << 15  # ... used for experts of at most this many MACs per token, else levels
 
 
-def _grouped_mm_supported(a: torch.Tensor, weights: tuple[torch.Tensor, ...], widths: tuple[int, ...]) -> bool:
-    """Whether :func:`torch.nn.functional.grouped_mm` runs here for these operands (no fallback inside)."""
-    if not hasattr(F, "grouped_mm"):
-        return False
-    if a.device.type == "cpu":
-        ok_dtypes = (torch.float32, torch.bfloat16)
-    elif a.device.type == "cuda":
-        ok_dtypes = (torch.bfloat16,)
-        if torch.cuda.get_device_capability(a.device) < (8, 0):
-            return False
+def choose_dispatch(experts, n_tokens: int, k: int) -> str:
+    """What ``dispatch="auto"`` runs: ``n_tokens`` tokens, ``k`` experts each.
+
+    ``"dense"`` when all experts are active or the whole layer is tiny;
+    ``"sorted"`` when every width is at least 128 and ``grouped_mm`` runs
+    (its per-expert cost is then small next to the matmuls, and it wastes
+    nothing on padding); else ``"padded"`` (at small widths one batched matmul
+    per level beats a grouped matmul's per-expert calls, even with padding).
+    """
+    N, D, H, O = (experts.n_experts, experts.d_model, experts.d_hidden,
+                  experts.d_out)
+    macs_per_token = D * experts.gates * H + H * O  # one expert, both layers
+    if k == N or n_tokens * N * macs_per_token <= _DENSE_MAX_MACS:
+        return "dense"
+    widths = (D, experts.gates * H, H, O)
+    weights = (experts.first, experts.w2)
+    wide = min(D, H, O) >= _SORTED_MIN_WIDTH
+    if wide and _grouped_mm_supported(experts.w2, weights, widths):
+        return "sorted"
+    return "padded"
+
+
+def fast_forward(layer, xt: torch.Tensor) -> tuple[torch.Tensor, Routing, str]:
+    """``MoE``'s output on tokens ``xt`` (T, D) without a Python loop over experts.
+
+    Returns the output (T, O), the :class:`Routing` and the strategy used.
+    """
+    T = xt.shape[0]
+    strategy = layer.dispatch if T else "dense"  # an empty batch: nothing to dispatch
+    if strategy == "auto":
+        strategy = choose_dispatch(layer.experts, T, layer.k)
+    # The block kernel also does the gate's backward when the gate is a plain linear map; it
+    # routes on logits computed here without gradient and hands back differentiable ones.
+    router = layer.router
+    fused = strategy == "padded" and _uses_blocks(layer.experts) and (
+        type(router) is TopKRouter or (type(router) is NoisyTopKRouter and not router.training))
+    if fused:
+        with torch.no_grad():
+            routing = router.route(router.logits(xt))
     else:
-        return False
-    if a.dtype not in ok_dtypes:
-        return False
-    size = a.element_size()
-    # The CPU kernel wants 16-byte strides and 16-byte-aligned data.
-    return all(w * size % 16 == 0 for w in widths) and all(t.data_ptr() % 16 == 0 for t in weights)
+        routing = router(xt)
+    capacity = layer.capacity(T)
+    plan = None
+    if capacity is not None or strategy in ("sorted", "padded"):
+        plan = _Plan(routing.indices, layer.n_experts, capacity)
+        if capacity is not None:
+            routing = routing.replace(kept=plan.kept, load=plan.counts.to(routing.logits.dtype))
+    if strategy == "dense":
+        y = _forward_dense(layer.experts, xt, routing)
+    elif strategy == "sorted":
+        y = _forward_sorted(layer.experts, xt, routing, plan)
+    elif _uses_blocks(layer.experts):
+        y, routing = _forward_blocks(layer, xt, routing, plan, fused)
+    else:
+        y = _forward_padded(layer.experts, xt, routing, plan)
+    return y, routing, strategy
+
+
+def _forward_dense(experts, xt: torch.Tensor, routing: Routing) -> torch.Tensor:
+    """Every expert on every token, then ``y_t = sum_i c_{t,i} E_i(x_t)`` with the sparse weights."""
+    T, N, H, O, D = xt.shape[0], experts.n_experts, experts.d_hidden, experts.d_out, experts.d_model
+    c = routing.combine_matrix()  # (T, N), zero off the (kept) active set
+    G = experts.gates * H
+    b1 = experts.first_bias
+    h = F.linear(xt, experts.first.reshape(N * G, D), None if b1 is None else b1.reshape(N * G))
+    h = experts.hidden(h.view(T, N, G))  # (T, N, H)
+    hc = (h * c[:, :, None]).reshape(T, N * H)
+    y = F.linear(hc, experts.w2.permute(1, 0, 2).reshape(O, N * H))  # sum_i c_i W2_i h_i
+    if experts.second_bias is not None:
+        y = y + c @ experts.second_bias
+    return y
+
+
+def _experts_padded(experts, xp: torch.Tensor, idx: torch.Tensor | None = None) -> torch.Tensor:
+    """Experts on a padded batch: xp (n, C, D) -> (n, C, O), one bmm per layer.
+
+    ``idx`` (n,) names the experts of the batch rows (default: all N, in order).
+    """
+    def pick(p):
+        return p if idx is None else p.index_select(0, idx)
+    w2 = pick(experts.w2).transpose(1, 2)
+    b1, b2 = experts.first_bias, experts.second_bias
+    if b1 is None:
+        h = torch.bmm(xp, pick(experts.first).transpose(1, 2))
+    else:
+        h = torch.baddbmm(pick(b1)[:, None, :], xp, pick(experts.first).transpose(1, 2))
+    h = experts.hidden(h)
+    return torch.bmm(h, w2) if b2 is None else torch.baddbmm(pick(b2)[:, None, :], h, w2)
+
+
+def _uses_blocks(experts) -> bool:
+    """Whether the padded path takes the block layout (small SwiGLU experts) rather than levels."""
+    macs = experts.d_hidden * (2 * experts.d_model + experts.d_out)  # one SwiGLU expert, per token
+    return isinstance(experts, SwiGLUExperts) and macs <= _BLOCK_MAX_EXPERT_MACS
+
+
+def _forward_blocks(layer, xt: torch.Tensor, routing: Routing, plan: _Plan, fused: bool):
+    """Padded path of the SwiGLU expert: each expert's rows rounded up to blocks of ``_BLOCK_ROWS``.
+
+    ``fused``: the logits in ``routing`` were computed without gradient by the linear gate, and
+    the kernel does the gate's backward too (the returned routing holds its differentiable logits
+    output); otherwise the gradient flows into ``routing.logits`` (noisy gate in training,
+    softmax gate). Returns the output and the routing.
+    """
+    q = _BLOCK_ROWS
+    lay = _block_layout(plan, q)
+    kept = None if plan.kept is None else plan.kept.to(xt.dtype)
+    gate_w, gate_b = (layer.router.weight, layer.router.bias) if fused else (None, None)
+    g = routing.logits
+    with torch.no_grad():  # the kernel does the weights' backward
+        p = torch.softmax(g, dim=-1) if routing.weighting == "softmax" else None
+        w = routing_weights(g, routing.indices, routing.weighting, p).t()  # (k, T), contiguous
+    experts = layer.experts
+    y, logits = _BlockSwiGLU.apply(xt, gate_w, gate_b, g, w, p, experts.w13, experts.w2, routing.indices,
+                                   plan.e_q, kept, lay["src"], lay["pos"], lay["row_q"], lay["bexp"],
+                                   routing.weighting, q)
+    return y, (routing.replace(logits=logits) if fused else routing)
+
+
+def _forward_padded(experts, xt: torch.Tensor, routing: Routing, plan: _Plan) -> torch.Tensor:
+    """Padded path with levels: ranks above a threshold go to smaller blocks of the busy experts."""
+    N, D = experts.n_experts, experts.d_model
+    loads = plan.counts.tolist()
+    thresholds = _padding_levels(loads, xt.shape[0] * plan.k)
+    members, bases, rows = [], [], 0
+    table = torch.full((len(thresholds) - 1, N), -1, dtype=torch.long)  # row of (level, expert)
+    for lvl, (lo, hi) in enumerate(zip(thresholds[:-1], thresholds[1:])):
+        ids = list(range(N)) if lvl == 0 else [i for i in range(N) if loads[i] > lo]
+        members.append(ids)
+        table[lvl, ids] = rows + (hi - lo) * torch.arange(len(ids))
+        bases.append(rows)
+        rows += len(ids) * (hi - lo)
+    dev = xt.device
+    rank = plan.rank
+    keep = plan.keep_sorted
+    if len(thresholds) > 2:
+        t_inner = torch.tensor(thresholds[1:-1], device=dev)
+        level = torch.bucketize(rank, t_inner, right=True)
+        lows = torch.tensor(thresholds[:-1], device=dev)
+        slot = table.to(dev)[level, plan.e_sorted] + rank - lows.index_select(0, level)
+    else:
+        slot = table.to(dev)[0].index_select(0, plan.e_sorted) + rank
+    if keep is not None:
+        slot = torch.where(keep, slot, torch.zeros_like(slot))
+    # Buffer row r reads token src[r]; padding rows read token 0 and are never read back,
+    # so they get zero gradient. Each level gathers its own block (no slicing of one buffer).
+    src = torch.zeros(rows, dtype=torch.long, device=dev)
+    if keep is None:
+        src.index_copy_(0, slot, plan.token_sorted)
+    else:
+        src.index_copy_(0, slot[keep], plan.token_sorted[keep])
+    outs = []
+    for lvl, ids in enumerate(members):
+        cap = thresholds[lvl + 1] - thresholds[lvl]
+        block = xt.index_select(0, src[bases[lvl]:bases[lvl] + len(ids) * cap]).view(len(ids), cap, D)
+        idx = None if lvl == 0 else torch.tensor(ids, device=dev)
+        outs.append(_experts_padded(experts, block, idx).reshape(-1, experts.d_out))
+    outp = outs[0] if len(outs) == 1 else torch.cat(outs)
+    pos_q = torch.empty_like(slot).index_copy_(0, plan.order, slot)  # buffer row of assignment q
+    return plan.combine(outp.index_select(0, pos_q), routing.weights)
+
+
+def _forward_sorted(experts, xt: torch.Tensor, routing: Routing, plan: _Plan) -> torch.Tensor:
+    """Sorted path: a ragged array grouped by expert, one grouped matmul per expert layer."""
+    order, tok, e_sorted = plan.order, plan.token_sorted, plan.e_sorted
+    if plan.keep_sorted is not None:
+        order, tok, e_sorted = order[plan.keep_sorted], tok[plan.keep_sorted], e_sorted[plan.keep_sorted]
+    xs = xt.index_select(0, tok)  # (S_kept, D), grouped by expert
+    offs = torch.cumsum(plan.counts, 0).to(torch.int32)
+    widths = (experts.d_model, experts.gates * experts.d_hidden, experts.d_hidden, experts.d_out)
+    if _grouped_mm_supported(xs, (experts.first, experts.w2), widths):
+        def gmm(a, w):
+            return F.grouped_mm(a, w.transpose(1, 2), offs=offs)
+    else:
+        gmm = _ragged_bmm(plan.counts, e_sorted, xs.shape[0])
+    h = gmm(xs, experts.first)
+    if experts.first_bias is not None:
+        h = h + experts.first_bias.index_select(0, e_sorted)
+    out = gmm(experts.hidden(h), experts.w2)
+    if experts.second_bias is not None:
+        out = out + experts.second_bias.index_select(0, e_sorted)
+    # Back to q order (a permutation; dropped assignments read row 0 and get weight 0).
+    pos_q = torch.zeros(plan.S, dtype=torch.long, device=xt.device)
+    pos_q[order] = torch.arange(order.shape[0], device=xt.device)
+    return plan.combine(out.index_select(0, pos_q), routing.weights)
 
 
 _LEVEL_GATHER_ROWS = 16      # padded path: cost of gathering one expert's weights, in buffer rows
@@ -208,27 +400,6 @@ class _Plan:
         return _slot_sum(out_q.view(self.k, self.T, -1) * w)
 
 
-def _slot_major_weights(logits: torch.Tensor, indices: torch.Tensor, weighting: str,
-                        probs: torch.Tensor | None = None) -> torch.Tensor:
-    """Routing weights ``pi`` of the active experts, slot-major (k, T), contiguous.
-
-    ``"renormalized"``: softmax over the ``k`` selected logits; ``"softmax"``: the entries of the
-    full softmax ``probs`` (computed from ``logits`` when not given). Slot-major because on CPU
-    torch's softmax and elementwise kernels are several times slower on a last dimension of size
-    ``k``. Row 0 holds each token's largest logit, so the exponents are ``<= 0``.
-    """
-    if weighting == "renormalized":
-        top = logits.gather(-1, indices).t().contiguous()  # (k, T)
-        e = torch.exp(top - top[:1].detach())
-        return e / e.sum(0)
-    p = torch.softmax(logits, dim=-1) if probs is None else probs
-    return p.gather(-1, indices).t().contiguous()
-
-
-def _per_block_row(v_q: torch.Tensor, row_q: torch.Tensor) -> torch.Tensor:
-    """A value per assignment ``q`` (S,) spread over the block rows (0 on padding rows, ``row_q = S``)."""
-    return torch.cat([v_q, v_q.new_zeros(1)]).index_select(0, row_q)
-
 
 def _block_layout(plan: _Plan, q: int) -> dict[str, torch.Tensor]:
     """Rows of the padded SwiGLU blocks: every expert's assignments rounded up to blocks of ``q`` rows.
@@ -256,199 +427,3 @@ def _block_layout(plan: _Plan, q: int) -> dict[str, torch.Tensor]:
     pos = xp.scattered(plan.S, order, row, 0)
     src = row_q % plan.T
     return {"bexp": xp.torch(bexp), "pos": xp.torch(pos), "row_q": xp.torch(row_q), "src": xp.torch(src)}
-
-
-_SCRATCH = threading.local()
-_SCRATCH_MAX_BYTES = 1 << 26  # larger scratch tensors are allocated fresh (and freed) every time
-
-
-def _scratch(like: torch.Tensor, slot: str, shape: tuple[int, ...]) -> torch.Tensor:
-    """A tensor of ``shape`` (like ``like``) whose memory is reused from call to call.
-
-    For temporaries that never leave the function using them (they are consumed before it
-    returns): one flat buffer per thread, device, dtype and ``slot``, grown when a larger one is
-    needed. On CPU a fresh multi-megabyte tensor costs page faults on first touch (glibc hands
-    large freed blocks back to the system), which at the small experts' widths costs as much as
-    the arithmetic; reused memory does not. Distinct slots never alias. Contents are garbage.
-    """
-    numel = math.prod(shape)
-    if numel * like.element_size() > _SCRATCH_MAX_BYTES:
-        return like.new_empty(shape)
-    pool = getattr(_SCRATCH, "pool", None)
-    if pool is None:
-        pool = _SCRATCH.pool = {}
-    key = (like.device, like.dtype, slot)
-    buf = pool.get(key)
-    if buf is None or buf.numel() < numel:
-        buf = pool[key] = like.new_empty(numel + numel // 4)  # headroom: loads vary from step to step
-    return buf[:numel].view(shape)
-
-
-def _slot_sum(t: torch.Tensor) -> torch.Tensor:
-    """``t.sum(0)`` for a (k, T, d) tensor, as k - 1 additions when k is small (a faster kernel on CPU).
-
-    For ``k = 1`` it returns the view ``t[0]``: callers pass freshly computed tensors.
-    """
-    if t.shape[0] > 4:
-        return t.sum(0)
-    if t.shape[0] == 1:
-        return t[0]
-    out = torch.add(t[0], t[1])
-    for j in range(2, t.shape[0]):
-        out.add_(t[j])
-    return out
-
-
-class _BlockSwiGLU(torch.autograd.Function):
-    """SwiGLU experts on expert-sorted blocks of ``q`` rows, the routing weights and the gate, as one node.
-
-    Inputs: tokens ``x`` (T, D); the gate's parameters ``gate_w`` (N, D) and ``gate_b`` (N,)
-    (or ``None``) and its logits ``g = x gate_w^T + gate_b`` (T, N), computed by the caller
-    without gradient (it needed them to route); the expert weights; the active experts
-    ``indices`` (T, k) and the same listed slot-major, ``e_q`` (T k,); ``kept`` (T, k) (1/0, or
-    ``None``: all kept); the block layout of :func:`_block_layout`; and the ``weighting`` rule of
-    the router (:func:`_slot_major_weights`). Outputs: ``y`` (T, O) and
-    the logits ``g`` again, now differentiable (what :attr:`Routing.logits` holds, for losses on
-    the router such as the load-balancing loss).
-
-    Forward: the routing weights ``w`` (kept slot-major, (k, T)) from ``g`` (softmax over the
-    selected logits, or the full softmax's entries), zero on dropped slots; ``xb = x[src]``
-    viewed as ``(B, q, D)`` blocks (block ``b`` belongs to expert ``bexp[b]``, whose weights are
-    gathered per block); then, feature-major within a block, ``[gate; up] = W13 xb^T``
-    (``(B, 2H, q)``, one :func:`torch.bmm`), ``h = silu(gate) * up``, ``out = h^T W2^T``
-    (``(B, q, O)``, one :func:`torch.bmm`), and ``y_t = sum_s w_{t,s} out[pos[sT+t]]``. The
-    feature-major layout keeps ``gate`` and ``up`` as contiguous runs of ``H q`` values.
-
-    Backward computes the gradients by hand from one saved layout: the output gradient is
-    gathered into the block rows (``gy[src] * w_row``), the input gradient gathered back by
-    ``pos`` and summed over slots (no scatter), the weight gradients summed per expert with
-    :meth:`torch.Tensor.index_add_` over the blocks (deterministic on CPU). The gate's gradient
-    comes from ``dL/dw_{t,s} = <out, gy_t>`` through the softmax; with renormalised weights and
-    no gradient arriving at the logits output, it has only ``k`` nonzeros per token, and the
-    gate's matmul backward is done sparsely: ``dL/dx_t += sum_s c_{t,s} W_{i_{t,s}}``, and
-    ``dL/dW_i`` rides as one more row of the per-block ``dL/dW13`` matmul. Otherwise the dense
-    logits gradient goes through two matmuls, as autograd would do. At these widths the
-    elementwise passes are bound by memory traffic, and every separate autograd node costs tens
-    of microseconds on a 2-core CPU, so the function keeps few large temporaries (``silu(gate)``
-    is saved; the gradient of ``gate`` comes from torch's fused ``silu_backward``, in place;
-    the backward's temporaries live in reused scratch memory, :func:`_scratch`). Padding rows
-    read token 0 with weight 0, so they contribute nothing and get no gradient; dropped slots
-    point at a padding row.
-    """
-
-    @staticmethod
-    def forward(ctx, x, gate_w, gate_b, g, w13, w2, indices, e_q, kept, src, pos, row_q, bexp, weighting, q):
-        T, D = x.shape
-        k = indices.shape[1]
-        B = bexp.shape[0]
-        H = w2.shape[2]
-        # Routing weights slot-major, (k, T) = q order
-        p = torch.softmax(g, dim=-1) if weighting == "softmax" else None
-        w = _slot_major_weights(g, indices, weighting, p)
-        kept = None if kept is None else kept.t()  # (k, T)
-        wq = (w if kept is None else w * kept).reshape(-1)  # (S,) in q = s T + t order
-        w13b = w13.index_select(0, bexp)  # (B, 2H, D)
-        w2b = w2.index_select(0, bexp)  # (B, O, H)
-        xb = x.index_select(0, src).view(B, q, D)
-        gu = torch.bmm(w13b, xb.transpose(1, 2))  # (B, 2H, q): feature-major
-        a = F.silu(gu[:, :H])  # silu(gate), (B, H, q)
-        h = a * gu[:, H:]  # times up
-        out = torch.bmm(h.transpose(1, 2), w2b.transpose(1, 2),
-                        out=_scratch(x, "out", (B, q, w2.shape[1])))  # (B, q, O): row-major
-        out_q = out.view(B * q, -1).index_select(0, pos).view(k, T, -1)
-        y = _slot_sum(out_q * wq.view(k, T, 1))
-        w_row = _per_block_row(wq, row_q)  # weight of each block row
-        ctx.save_for_backward(x, gate_w, xb, gu, a, h, w13b, w2b, out_q, w_row, src, pos, row_q, bexp, indices,
-                              e_q, w, p, kept)
-        ctx.sizes = (T, D, H, q, k, w13.shape[0], g.shape[1])
-        ctx.weighting = weighting
-        ctx.set_materialize_grads(False)  # no gradient at the logits output arrives as None
-        return y, g.view_as(g)
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, gy, gg):
-        (x, gate_w, xb, gu, a, h, w13b, w2b, out_q, w_row, src, pos, row_q, bexp, indices,
-         e_q, w, p, kept) = ctx.saved_tensors
-        T, D, H, q, k, N, n_logits = ctx.sizes
-        B = bexp.shape[0]
-        want_x, want_gw, want_gb, want_g = ctx.needs_input_grad[:4]
-        want_w13, want_w2 = ctx.needs_input_grad[4:6]
-        want_gate = want_x or want_gw or want_gb or want_g
-        if gy is None:  # only the logits output is used: the gate's matmul backward alone
-            gy = out_q.new_zeros(T, out_q.shape[-1])
-        gy = gy.contiguous()
-        O = gy.shape[1]
-        # dL/dlogits from the routing weights: (k, T) slot-major when sparse, else dense (T, N)
-        c = dense = None
-        if want_gate and not (ctx.weighting == "renormalized" and k == 1):  # else w == 1: no gradient
-            g_w = (out_q * gy).sum(-1)  # dL/dw (k, T)
-            if kept is not None:
-                g_w = g_w * kept
-            if ctx.weighting == "renormalized":  # w = softmax(g[indices])
-                c = (g_w - (g_w * w).sum(0)).mul_(w)
-            else:  # w = softmax(g)[indices]
-                g_p = gy.new_zeros(T, n_logits).scatter_(1, indices, g_w.t())
-                dense = g_p.sub_((g_w * w).sum(0)[:, None]).mul_(p)
-        # The sparse route needs the gate's parameters, no other gradient at the logits, and every
-        # slot in a block row (a dropped slot still has a gradient through the normalisation).
-        if c is not None and not (gate_w is not None and kept is None and not want_g and gg is None):
-            dense = gy.new_zeros(T, n_logits) if dense is None else dense
-            dense.scatter_add_(1, indices, c.t())
-            c = None
-        if gg is not None:  # a loss on the logits output itself (e.g. load balancing)
-            dense = gg.clone() if dense is None else dense.add_(gg)
-        sparse = c is not None and (want_x or want_gw or want_gb)
-        # Every temporary below is consumed before returning: scratch memory, reused across calls.
-        g_out = torch.index_select(gy, 0, src, out=_scratch(gy, "g_out", (B * q, O)))
-        g_out = g_out.mul_(w_row[:, None]).view(B, q, O)  # (B, q, O)
-        g_h = torch.bmm(w2b.transpose(1, 2), g_out.transpose(1, 2), out=_scratch(gy, "g_h", (B, H, q)))
-        g_w2 = None
-        if want_w2:
-            g_w2b = torch.bmm(g_out.transpose(1, 2), h.transpose(1, 2),
-                              out=_scratch(gy, "g_w2b", (B, O, H)))  # (B, O, H), the parameter's layout
-            g_w2 = gy.new_zeros(N, O, H).index_add_(0, bexp, g_w2b)
-        # Three elementwise passes, written into one buffer: d/d up = g_h silu(gate), d/d gate =
-        # silu'(gate) (g_h up) by torch's fused silu backward, in place. With the sparse gate
-        # gradient, one more row per block holds c of each block row, so that the dL/dW13 matmul
-        # also gives the gate's per-block dL/dW.
-        rows = 2 * H + (1 if sparse and want_gw else 0)
-        g_gu = _scratch(gy, "g_gu", (B, rows, q))
-        g_gate = g_gu[:, :H]
-        torch.mul(g_h, a, out=g_gu[:, H:2 * H])
-        torch.mul(g_h, gu[:, H:], out=g_gate)
-        torch.ops.aten.silu_backward.grad_input(g_gate, gu[:, :H], grad_input=g_gate)
-        if rows > 2 * H:  # c of each block row (0 on padding rows)
-            g_gu[:, 2 * H].copy_(_per_block_row(c.reshape(-1), row_q).view(B, q))
-        g_x = g_w13 = g_gw = g_gb = g_g = None
-        if want_x:
-            g_xb = torch.bmm(g_gu[:, :2 * H].transpose(1, 2), w13b, out=_scratch(gy, "g_xb", (B, q, D)))
-            g_x = _slot_sum(g_xb.view(B * q, D).index_select(0, pos).view(k, T, D))
-            if sparse:  # sum_s c_{t,s} W_{i_{t,s}} (g_x is a fresh tensor)
-                g_x.add_(_slot_sum(gate_w.index_select(0, e_q).view(k, T, D) * c[:, :, None]))
-        if want_w13 or rows > 2 * H:
-            g_ext = torch.bmm(g_gu, xb, out=_scratch(gy, "g_w13b", (B, rows, D)))  # (B, 2H [+1], D)
-            # one per-expert sum over contiguous blocks (a strided source is far slower), then split
-            acc = gy.new_zeros(N, rows, D).index_add_(0, bexp, g_ext)
-            if want_w13:
-                g_w13 = acc if rows == 2 * H else acc[:, :2 * H].contiguous()
-            if rows > 2 * H:
-                g_gw = acc[:, 2 * H].contiguous()
-        if sparse and want_gb:
-            g_gb = torch.bincount(e_q, weights=c.reshape(-1), minlength=N).to(gy.dtype)
-        if dense is not None and gate_w is not None:
-            if want_x:
-                g_x = g_x + dense @ gate_w if g_x is not None else dense @ gate_w
-            if want_gw:
-                g_gw = dense.t() @ x
-            if want_gb:
-                g_gb = dense.sum(0)
-        if want_g:
-            g_g = dense if dense is not None else gy.new_zeros(T, n_logits)
-        # The gate's parameters get zeros, not None, when the weights carry no gradient (top-1
-        # renormalised): the same as autograd through the weights would give.
-        if want_gw and g_gw is None:
-            g_gw = gate_w.new_zeros(gate_w.shape)
-        if want_gb and g_gb is None:
-            g_gb = gy.new_zeros(N)
-        return g_x, g_gw, g_gb, g_g, g_w13, g_w2, None, None, None, None, None, None, None, None, None

@@ -6,7 +6,6 @@ parts of the plane, a small MoE trained on it, and the routing regions of its ga
 
 from __future__ import annotations
 
-import itertools
 import math
 
 import numpy as np
@@ -16,6 +15,7 @@ from ._validation import check_dtype, check_int, check_k, check_positive_int, ch
 from .device import resolve_device
 from .layers import MoE
 from .training import TrainResult, fit_regressor
+from .tropical_regions import active_set_ids  # re-exported: the primer's routing_grid ranks active sets
 
 __all__ = ["toy_target", "quadrant", "piece_purity", "toy_dataset", "train_toy_moe", "routing_grid", "active_set_ids"]
 
@@ -92,15 +92,6 @@ def train_toy_moe(*, n_experts: int = 4, k: int = 1, d_hidden: int = 16, steps: 
                            callback=record if snapshot_steps else None)
     result.snapshots = snapshots
     return model, result
-
-
-def active_set_ids(indices: np.ndarray, n_experts: int) -> np.ndarray:
-    """Map each row's active set (sorted) to its rank in the lexicographic list of k-subsets."""
-    indices = np.sort(np.asarray(indices), axis=-1)
-    k = indices.shape[-1]
-    k = check_k(k, n_experts, name="indices.shape[-1]")
-    lookup = {s: i for i, s in enumerate(itertools.combinations(range(n_experts), k))}
-    return np.array([lookup[tuple(row)] for row in indices.reshape(-1, k)]).reshape(indices.shape[:-1])
 
 
 def routing_grid(model: MoE, *, resolution: int = 200, box: float = 1.0):

@@ -12,9 +12,11 @@ active set ``S_k(g)`` (ties broken by the smaller index), mask ``m_k(g) = 1_{S_k
 * Counting formulas: :func:`braid_section_count`, :func:`general_position_bound`,
   :func:`eulerian_number`, :func:`stirling_first`.
 
-Regions in input space (linear programming, Monte Carlo, effective capacity, ReLU
-comparison) live in :mod:`moe_theory.tropical_counting`; their public names are
-re-exported here so ``from moe_theory.tropical import realizable_topk_sets`` works.
+Regions in input space live in :mod:`moe_theory.tropical_regions` (enumeration by linear
+programming, Monte Carlo) and :mod:`moe_theory.tropical_capacity` (arrangement counts, the
+regions a data manifold meets, the ReLU comparison); the chapter's sweeps in
+:mod:`moe_theory.experiments.tropical`. The public names of the first two are imported here too,
+so that the chapter reaches everything as ``tropical.<name>``.
 """
 
 from __future__ import annotations
@@ -26,6 +28,11 @@ import numpy as np
 import torch
 
 from ._validation import check_array, check_k, check_int, check_positive_int, check_positive_real, check_tensor
+from .tropical_capacity import (EffectiveCapacity, arrangement_cell_count, effective_capacity, lee_voronoi_count,
+                                ordering_count, perturbation_resilience, random_flat, relu_activation_patterns,
+                                relu_layer_regions, trig_curve)
+from .tropical_regions import (MonteCarloRegions, RegionCertificate, active_set_ids, monte_carlo_topk_sets,
+                               realizable_topk_sets, region_lp, topk_sets_at)
 
 __all__ = [
     "tropical_elementary_symmetric", "tropical_elementary_symmetric_brute", "topk_mask", "routing_gap",
@@ -33,6 +40,11 @@ __all__ = [
     "sum_zero_basis", "eulerian_number", "hypersimplex_volume", "stirling_first", "braid_section_count",
     "general_position_bound", "voronoi_router", "coalition_color", "plot_topk_regions",
     "plot_hypersimplex4", "plot_normal_fan4",
+    # regions in input space (tropical_regions, tropical_capacity)
+    "RegionCertificate", "region_lp", "realizable_topk_sets", "topk_sets_at", "active_set_ids",
+    "MonteCarloRegions", "monte_carlo_topk_sets", "arrangement_cell_count", "ordering_count",
+    "relu_layer_regions", "relu_activation_patterns", "lee_voronoi_count", "EffectiveCapacity",
+    "effective_capacity", "random_flat", "trig_curve", "perturbation_resilience",
 ]
 
 
@@ -51,7 +63,7 @@ def _desc_order(g):
 
 
 def tropical_elementary_symmetric(g, k: int):
-    """The k-th elementary symmetric tropical polynomial of the logits, over the last axis.
+    """The k-th elementary symmetric tropical polynomial of the logits ``g``.
 
     Parameters
     ----------
@@ -63,7 +75,7 @@ def tropical_elementary_symmetric(g, k: int):
     Returns
     -------
     numpy array or torch.Tensor, shape (...)
-        ``e_k^trop(g)``, of the same kind as ``g`` (torch inputs keep their graph).
+        ``e_k^trop(g)``, of the same kind as ``g`` (torch keeps its graph).
 
     Notes
     -----
@@ -73,18 +85,20 @@ def tropical_elementary_symmetric(g, k: int):
               = \\max_{|S|=k}\\sum_{i\\in S} g_i = \\sum_{j=1}^k g_{(j)} ,
 
     computed here by a stable sort, so the torch gradient is the routing mask
-    :func:`topk_mask` (ties broken by the smaller index). Su et al. (arXiv:2602.03204)
-    describe top-k routing in these terms; the identity itself is standard.
+    :func:`topk_mask` (ties broken by the smaller index). Su et al.
+    (arXiv:2602.03204) describe top-k routing in these terms; the identity
+    itself is standard.
 
     Examples
     --------
     >>> float(tropical_elementary_symmetric([3.0, -1.0, 2.0, 0.5], 2))
     5.0
     """
-    g = _logits(g)
+    g = _logits(g)  # (..., N)
     k = check_k(k, g.shape[-1], n_name="g.shape[-1]")
     if isinstance(g, torch.Tensor):
-        return torch.sort(g, dim=-1, descending=True, stable=True)[0][..., :k].sum(-1)
+        top = torch.sort(g, dim=-1, descending=True, stable=True).values
+        return top[..., :k].sum(-1)
     return -np.sort(-g, axis=-1)[..., :k].sum(-1)
 
 
@@ -376,12 +390,10 @@ def plot_topk_regions(ax, W, b, k: int, *, box: float = 3.0, resolution: int = 2
     Walls (pixels whose neighbour has another active set) are white; with ``label``, each
     region big enough gets its set written at its centre. Returns the number of sets seen.
     """
-    from .tropical_counting import active_set_ids
-
     W = check_array("W", W, shape=(None, 2), ndim=2)
     u = np.linspace(-box, box, resolution)
     X = np.stack(np.meshgrid(u, u, indexing="xy"), -1).reshape(-1, 2)  # (r*r, 2)
-    ids = active_set_ids(W, b, k, X).reshape(resolution, resolution)
+    ids = active_set_ids(topk_sets_at(W, b, k, X), len(W)).reshape(resolution, resolution)
     subsets = list(itertools.combinations(range(len(W)), k))
     seen = np.unique(ids)
     palette = np.zeros((len(subsets), 3))
@@ -441,19 +453,3 @@ def plot_normal_fan4(ax, k: int, n_points: int = 600):
     ax.scatter(*U.T, c=cols, s=6, depthshade=False)
     ax.set(xlabel="$u_1$", ylabel="$u_2$", zlabel="$u_3$")
     return ax
-
-
-# Regions in input space: re-exported so that the issue's names import from this module.
-from .tropical_counting import (  # noqa: E402
-    EffectiveCapacity, MonteCarloRegions, RegionCertificate, active_set_ids, arrangement_cell_count,
-    effective_capacity, flat_capacity_table, lee_voronoi_count, monte_carlo_topk_sets, ordering_count,
-    perturbation_resilience, random_flat, region_lp, realizable_topk_sets, relu_activation_patterns,
-    relu_layer_regions, trig_curve,
-)
-
-__all__ += [
-    "EffectiveCapacity", "MonteCarloRegions", "RegionCertificate", "active_set_ids", "arrangement_cell_count",
-    "effective_capacity", "flat_capacity_table", "lee_voronoi_count", "monte_carlo_topk_sets", "ordering_count",
-    "perturbation_resilience", "random_flat", "region_lp", "realizable_topk_sets", "relu_activation_patterns",
-    "relu_layer_regions", "trig_curve",
-]

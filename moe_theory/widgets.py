@@ -23,7 +23,6 @@ import json
 import uuid
 from typing import Any, Callable, Sequence
 
-import matplotlib
 
 __all__ = ["explore", "Explorer", "figure_to_png"]
 
@@ -219,6 +218,8 @@ def explore(plot_fn: Callable[..., Any], *, title: str | None = None, descriptio
     >>> len(ex.frames)
     3
     """
+    import matplotlib  # imported here: `import moe_theory` does not load matplotlib
+    import matplotlib.figure
     import matplotlib.pyplot as plt
 
     if not callable(plot_fn):

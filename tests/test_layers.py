@@ -83,8 +83,8 @@ def test_prop_topk_invariance_shift_and_increasing_maps(N, data, seed):
     assert torch.equal(S, topk_route(torch.sigmoid(g), k)[0])
     assert torch.equal(S, topk_route(g**3 + 2 * g, k)[0])
     router = TopKRouter(1, N, k, dtype=torch.float64)
-    pi = router._route_logits(g).weights
-    assert torch.allclose(pi, router._route_logits(g + c).weights, atol=1e-12)
+    pi = router.route(g).weights
+    assert torch.allclose(pi, router.route(g + c).weights, atol=1e-12)
     assert torch.allclose(pi.sum(-1), torch.ones(64, dtype=torch.float64))
     assert ((S.sort(-1).values[:, 1:] > S.sort(-1).values[:, :-1]).all() if k > 1 else True)
 
@@ -202,9 +202,11 @@ def test_moe_is_deterministic_for_a_fixed_seed():
     assert "n_experts=4, k=2" in repr(a)
 
 
-# ---------------------------------------------------------------- fast dispatch paths (issue 6)
+# ---------------------------------------------------------------- fast dispatch paths
 
-from moe_theory.layers import Routing, _grouped_mm_supported, _padding_levels, _topk_indices  # noqa: E402
+from moe_theory._dispatch import _padding_levels  # noqa: E402
+from moe_theory._kernels import _grouped_mm_supported, fast_topk_indices  # noqa: E402
+from moe_theory.layers import Routing  # noqa: E402
 
 _STRATEGIES = ("auto", "sorted", "padded", "dense")
 
@@ -290,13 +292,13 @@ def test_padded_swiglu_blocks_and_levels_layouts_equal_reference(monkeypatch, la
     # Small SwiGLU experts go through expert-sorted blocks of _BLOCK_ROWS rows (a custom autograd
     # function), wide ones through the levels; force each layout, with skewed loads spanning
     # several blocks per expert, with and without dropping.
-    import moe_theory.layers as layers
-    monkeypatch.setattr(layers, "_BLOCK_ROWS", 8)
+    import moe_theory._dispatch as dispatch
+    monkeypatch.setattr(dispatch, "_BLOCK_ROWS", 8)
     if layout == "levels":
-        monkeypatch.setattr(layers, "_BLOCK_MAX_EXPERT_MACS", 0)
+        monkeypatch.setattr(dispatch, "_BLOCK_MAX_EXPERT_MACS", 0)
     calls = []
-    original = layers._BlockSwiGLU.apply
-    monkeypatch.setattr(layers._BlockSwiGLU, "apply", lambda *a: calls.append(1) or original(*a))
+    original = dispatch._BlockSwiGLU.apply
+    monkeypatch.setattr(dispatch._BlockSwiGLU, "apply", lambda *a: calls.append(1) or original(*a))
     for k in (1, 2, 3):
         layer = _layer(7, k, D=6, H=5, O=4, seed=k, expert="swiglu", dispatch="padded",
                        capacity_factor=capacity_factor)
@@ -367,7 +369,7 @@ def test_large_capacity_drops_nothing_and_equals_no_capacity():
 def test_swiglu_expert_is_w2_of_silu_w1x_times_w3x():
     layer = _layer(3, 2, D=4, H=5, O=2, seed=2, expert="swiglu")
     assert layer.b1 is None if hasattr(layer, "b1") else True
-    assert dict(layer.named_parameters()).keys() >= {"w13", "w2"}
+    assert dict(layer.named_parameters()).keys() >= {"experts.w13", "experts.w2"}
     x = torch.randn(7, 4, dtype=torch.float64)
     W1, W3, W2 = layer.w13[1, :5], layer.w13[1, 5:], layer.w2[1]
     manual = (torch.nn.functional.silu(x @ W1.T) * (x @ W3.T)) @ W2.T
@@ -389,12 +391,19 @@ def test_auto_dispatch_rule_by_size():
     assert wide.last_dispatch == ("sorted" if _grouped_mm_supported(wide.w2, (wide.w13,), (128, 256)) else "padded")
 
 
-def test_grouped_mm_sorted_path_float32_close_to_reference():
+def test_grouped_mm_sorted_path_float32_close_to_reference(monkeypatch):
+    calls = []
+    if hasattr(torch.nn.functional, "grouped_mm"):  # count the grouped_mm kernel's calls
+        original = torch.nn.functional.grouped_mm
+        monkeypatch.setattr(torch.nn.functional, "grouped_mm", lambda *a, **kw: calls.append(1) or original(*a, **kw))
     for expert in ("mlp", "swiglu"):
         torch.manual_seed(0)
         layer = MoE(16, 32, 8, 2, expert=expert, dispatch="sorted", capacity_factor=1.0, device="cpu")
         x = torch.randn(300, 16, generator=torch.Generator().manual_seed(0))
         _assert_fast_equals_reference(layer, x, atol=1e-4)
+        supported = _grouped_mm_supported(x, (layer.experts.first, layer.w2), (16, 32 * layer.experts.gates, 32, 16))
+        assert bool(calls) == supported  # float32, 16-byte widths: the grouped_mm kernel really ran
+        calls.clear()
 
 
 def test_fast_path_is_bitwise_deterministic_on_cpu():
@@ -442,11 +451,12 @@ def test_topk_route_fast_paths_equal_stable_sort_with_ties_and_minus_inf(dtype):
                 ref = torch.sort(g, dim=-1, descending=True, stable=True)
                 if bool(torch.isfinite(g).all()):  # the public function accepts finite logits only
                     idx, val = topk_route(g, k)
-                    assert torch.equal(val, ref[0][:, :k])
-                else:  # a router's logits could still overflow: the internal rule must hold too
-                    before = g.clone()
-                    idx = _topk_indices(g, k)
-                    assert torch.equal(g.view(torch.uint8), before.view(torch.uint8))  # g restored bit for bit
+                    assert torch.equal(val, ref[0][:, :k]) and torch.equal(idx, ref[1][:, :k])
+                # the routers' fast rule, also where a router's logits overflowed to -inf
+                before = g.clone()
+                idx = fast_topk_indices(g, k)
+                bits = before.contiguous().view(torch.uint8)
+                assert torch.equal(g.contiguous().view(torch.uint8), bits)  # g unchanged, bit for bit
                 assert torch.equal(idx, ref[1][:, :k])
                 assert all(len(set(row)) == k for row in idx.tolist())  # k distinct experts per token
 
@@ -565,3 +575,63 @@ def test_block_kernel_with_losses_on_the_router_equals_reference(k, capacity_fac
             a = torch.zeros_like(b) if a is None else a
             b = torch.zeros_like(a) if b is None else b
             assert torch.allclose(a, b, atol=1e-8, rtol=0), (a - b).abs().max()
+
+
+def test_import_moe_theory_loads_neither_matplotlib_nor_the_dispatch_machinery():
+    # matplotlib is imported by the plot helpers that need it; the fast paths on the first forward
+    import subprocess
+    import sys
+    code = ("import sys, moe_theory, moe_theory.tropical, moe_theory.primer, moe_theory.performance; "
+            "print(sorted({m.split('.')[0] for m in sys.modules if m.startswith('matplotlib')}), "
+            "'moe_theory._dispatch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["[]", "False"], out
+
+
+def test_routing_is_immutable_and_replace_gives_a_changed_copy():
+    layer = _layer(4, 2, seed=0)
+    _, r = layer(torch.randn(6, 5, dtype=torch.float64), return_routing=True)
+    with pytest.raises(AttributeError, match="Routing is immutable"):
+        r.kept = None
+    kept = torch.zeros_like(r.indices, dtype=torch.bool)
+    dropped = r.replace(kept=kept, load=torch.zeros(4, dtype=torch.float64))
+    assert dropped.kept is kept and r.kept is None and dropped.indices is r.indices
+    assert dropped.combine_matrix().abs().sum() == 0 and r.combine_matrix().abs().sum() > 0
+    shifted = r.replace(logits=r.logits + 3.0)  # new logits: weights recomputed (same, by shift invariance)
+    assert shifted._weights is None and torch.allclose(shifted.weights, r.weights, atol=1e-12)
+
+
+@pytest.mark.parametrize("expert", ["mlp", "swiglu"])
+def test_experts_are_modules_and_the_layer_aliases_their_parameters_read_only(expert):
+    from moe_theory.experts import MLPExperts, SwiGLUExperts
+    layer = _layer(3, 2, D=4, H=5, O=2, seed=1, expert=expert)
+    assert isinstance(layer.experts, MLPExperts if expert == "mlp" else SwiGLUExperts)
+    assert layer.w2 is layer.experts.w2 and layer.experts.first.shape == (3, layer.experts.gates * 5, 4)
+    assert "n_experts=3, d_model=4, d_hidden=5, d_out=2" in repr(layer.experts)
+    x = torch.randn(7, 4, dtype=torch.float64)
+    assert torch.equal(layer.expert(2, x), layer.experts(2, x))
+    with pytest.raises(AttributeError):  # read-only: the parameter lives in layer.experts
+        layer.w2 = torch.zeros(3, 2, 5)
+    with pytest.raises(KeyError, match="attribute 'w2' already exists"):
+        layer.w2 = torch.nn.Parameter(torch.zeros(3, 2, 5))
+    torch.manual_seed(5)
+    layer.reset_parameters()
+    bound = 1 / math.sqrt(4)
+    assert 0 < float(layer.experts.first.detach().abs().max()) <= bound
+
+
+def test_expert_modules_reject_bad_arguments_with_named_messages():
+    from moe_theory.experts import MLPExperts, SwiGLUExperts
+    with pytest.raises(ValueError, match="n_experts must be >= 1, got n_experts=0"):
+        MLPExperts(0, 3, 4, 3)
+    with pytest.raises(ValueError, match="activation must be one of"):
+        MLPExperts(2, 3, 4, 3, activation="swish")
+    with pytest.raises(TypeError, match="d_hidden must be an integer"):
+        SwiGLUExperts(2, 3, 4.5, 3)
+
+
+def test_moe_device_none_follows_torch_and_a_named_device_is_checked():
+    layer = MoE(3, 4, 2, 1)  # device=None: torch's default device, the CPU here
+    assert layer.w2.device == torch.empty(0).device and layer.router.weight.device == layer.w2.device
+    with pytest.raises(ValueError, match="device must name a torch device"):
+        MoE(3, 4, 2, 1, device="gpu0")

@@ -22,20 +22,18 @@ def book_result_labels() -> dict[str, str]:
     return labels
 
 
-def test_names() -> list[str]:
+def collected_test_names() -> list[str]:
     names = []
     for path in (ROOT / "tests").rglob("test_*.py"):
         names += re.findall(r"^\s*def (test_\w+)", path.read_text(), flags=re.M)
     return names
 
 
-test_names.__test__ = False  # a helper, not a test
-
 
 def test_every_labelled_result_has_a_test_named_after_it():
     labels = book_result_labels()
     assert labels, "the book has no labelled results: the scan is broken"
-    names = " ".join(_norm(n) for n in test_names())
+    names = " ".join(_norm(n) for n in collected_test_names())
     missing = sorted(f"{label} ({chapter})" for label, chapter in labels.items() if _norm(label) not in names)
     assert not missing, f"labelled results without a test named after them: {missing}"
 

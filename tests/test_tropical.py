@@ -1,4 +1,4 @@
-"""Top-k routing as tropical geometry: moe_theory.tropical and moe_theory.tropical_counting.
+"""Top-k routing as tropical geometry: moe_theory.tropical, tropical_regions, tropical_capacity.
 
 Tests are named after the labelled results of book/tropical.md.
 """
@@ -16,12 +16,13 @@ from scipy.spatial import ConvexHull
 
 from moe_theory.tropical import (
     active_set_ids, arrangement_cell_count, braid_section_count, effective_capacity, eulerian_number,
-    flat_capacity_table, general_position_bound, hypersimplex_edges, hypersimplex_vertices, hypersimplex_volume,
+    general_position_bound, hypersimplex_edges, hypersimplex_vertices, hypersimplex_volume,
     lee_voronoi_count, monte_carlo_topk_sets, normal_cone_inequalities, ordering_count, perturbation_resilience,
     random_flat, realizable_topk_sets, region_lp, relu_activation_patterns, relu_layer_regions, routing_gap,
     soft_elementary_symmetric, stirling_first, sum_zero_basis, topk_mask, trig_curve,
-    tropical_elementary_symmetric, tropical_elementary_symmetric_brute, voronoi_router,
+    topk_sets_at, tropical_elementary_symmetric, tropical_elementary_symmetric_brute, voronoi_router,
 )
+from moe_theory.experiments.tropical import flat_capacity_table
 
 logit_vectors = st.integers(2, 7).flatmap(
     lambda n: arrays(np.float64, n, elements=st.floats(-5, 5, allow_nan=False, width=32)))
@@ -296,10 +297,39 @@ def test_prop_trop_flat_capacity_equals_reduced_router_and_obeys_d_bounds():
 def test_prop_trop_flat_capacity_curves_set_le_piece_and_curve_bound():
     N, k, D = 6, 2, 5
     W, b = _router(N, D, 9)
-    for Q in (1, 3, 6):
-        curve = trig_curve(D, Q, 4000, seed=Q)
+    for q in (1, 3, 6):
+        curve = trig_curve(D, q, 4000, seed=q)
         ec = effective_capacity(W, b, k, points=curve, closed=True)
-        assert ec.ec_set <= ec.ec_piece <= 2 * Q * math.comb(N, 2)
+        assert ec.ec_set <= ec.ec_piece <= 2 * q * math.comb(N, 2)
+
+
+def test_prop_trop_flat_capacity_every_count_the_chapter_prints_obeys_its_bound():
+    # The chapter's curve table, recomputed with its own arguments (N = 10, k = 3, m = 10 in R^12,
+    # closed curves of degree q sampled at 10 000 points): every printed count is at most its
+    # bound, 2 q C(N, 2) for the router's pieces and 2 q m for the ReLU layer's.
+    rng = np.random.default_rng(0)
+    W, b = rng.standard_normal((10, 12)), rng.standard_normal(10)
+    W1, b1 = rng.standard_normal((10, 12)), rng.standard_normal(10)
+    for q in (1, 2, 4, 8, 16, 32):
+        curve = 2 * trig_curve(12, q, 10_000, seed=q)
+        ec = effective_capacity(W, b, 3, points=curve, closed=True)
+        patterns, pieces = relu_activation_patterns([(W1, b1)], curve, closed=True)
+        assert ec.ec_set <= min(ec.ec_piece, math.comb(10, 3)) and ec.ec_piece <= 2 * q * math.comb(10, 2)
+        assert patterns <= pieces <= 2 * q * 10, (q, patterns, pieces)
+        assert 1 <= ec.ec_mass <= ec.ec_set
+
+
+def test_prop_trop_relu_layer_pieces_on_a_closed_curve_count_the_wrap_around_once():
+    # relu(x) along the closed loop -1 -> 1 -> -1: two pieces (the old count, 1 + changes, said 3)
+    W, b = np.array([[1.0]]), np.zeros(1)
+    loop = np.array([[-1.0], [1.0], [-1.0]])
+    assert relu_activation_patterns([(W, b)], loop, closed=True) == (2, 2)
+    assert relu_activation_patterns([(W, b)], loop) == (2, 3)  # as an open path: three pieces
+    t = np.linspace(0, 2 * np.pi, 400, endpoint=False)[:, None]
+    assert relu_activation_patterns([(W, b)], np.cos(t), closed=True) == (2, 2)  # degree 1: 2 q m = 2
+    assert relu_activation_patterns([(W, b)], np.ones((5, 1)), closed=True) == (1, 1)
+    with pytest.raises(TypeError, match="closed must be a bool"):
+        relu_activation_patterns([(W, b)], loop, closed=1)
 
 
 def test_prop_trop_flat_capacity_table_and_resilience():
@@ -341,7 +371,7 @@ def test_prop_trop_relu_layer_arrangement_count_non_generic():
 def test_active_set_ids_are_lexicographic_ranks():
     W, b = _router(5, 2, 11)
     X = np.random.default_rng(0).standard_normal((50, 2))
-    ids = active_set_ids(W, b, 2, X)
+    ids = active_set_ids(topk_sets_at(W, b, 2, X), 5)
     subsets = list(itertools.combinations(range(5), 2))
     assert [subsets[i] for i in ids] == [tuple(np.flatnonzero(topk_mask(W @ x + b, 2))) for x in X]
 
@@ -417,14 +447,14 @@ def test_bad_inputs_raise_clear_errors():
     with pytest.raises(ValueError, match=r"layers\[0\] must be \(W, b\)"):
         relu_activation_patterns([(np.eye(2), np.zeros(3))], np.zeros((4, 2)))
     with pytest.raises(ValueError, match=r"points must have shape \(T, D\) = \(T, 3\)"):
-        active_set_ids(W, b, 2, np.zeros((4, 2)))
+        topk_sets_at(W, b, 2, np.zeros((4, 2)))
     with pytest.raises(ValueError, match="needs a flat chart A"):
         effective_capacity(W, b, 2)
     with pytest.raises(ValueError, match="either a chart"):
         effective_capacity(W, b, 2, A=np.eye(3), points=np.zeros((2, 3)))
     with pytest.raises(ValueError, match=r"d must satisfy 1 <= d <= 3"):
         random_flat(3, 4, seed=0)
-    with pytest.raises(ValueError, match="Q must be >= 1"):
+    with pytest.raises(ValueError, match="q must be >= 1"):
         trig_curve(3, 0, 10, seed=0)
     with pytest.raises(ValueError, match="sigma must be > 0"):
         perturbation_resilience(W, b, 2, A=np.eye(3), c=np.zeros(3), sigma=-1.0, n_trials=1, seed=0)

@@ -1,11 +1,10 @@
-"""Routing regions in input space: exact enumeration by linear programming, Monte Carlo,
-effective capacity on manifolds, and the dense ReLU comparison.
+"""Routing regions in input space: exact enumeration by linear programming, and Monte Carlo.
 
 A router ``g(x) = W x + b`` (``W`` of shape ``(N, D)``) cuts ``R^D`` into the routing regions
 
     R_S = {x : (w_i - w_j) . x + b_i - b_j > 0 for all i in S, j not in S},   |S| = k,
 
-open convex polyhedra, the pull-back of the normal fan of the hypersimplex. ``rho_k(W, b)`` is
+open convex polyhedra, the pull-back of the normal fan of the hypersimplex. ``n_k(W, b)`` is
 the number of non-empty ones. Everything here takes an optional affine chart ``x = A z + c``
 (``A`` of shape ``(D, d)``): the router restricted to the chart is ``(W A, W c + b)``.
 
@@ -15,6 +14,9 @@ index, so such a *tie group* behaves as one unit whose members enter the active 
 first: ``S`` is realised iff each group meets ``S`` in a prefix of the group, at most one group
 is split, and the group-level inequalities hold strictly (a split group sits exactly at the
 threshold). Without this rule a router with two identical rows would have no regions at all.
+
+Counting formulas for arrangements, and the regions a data manifold meets, are in
+:mod:`moe_theory.tropical_capacity`.
 """
 
 from __future__ import annotations
@@ -27,14 +29,10 @@ import numpy as np
 from scipy.optimize import linprog
 
 from ._validation import (check_array, check_bool, check_choice, check_int, check_k, check_positive_int,
-                          check_positive_real, check_rng, check_seed)
+                          check_positive_real, check_rng)
 
-__all__ = [
-    "RegionCertificate", "region_lp", "realizable_topk_sets", "active_set_ids", "MonteCarloRegions",
-    "monte_carlo_topk_sets", "arrangement_cell_count", "ordering_count", "relu_layer_regions",
-    "relu_activation_patterns", "lee_voronoi_count", "EffectiveCapacity", "effective_capacity",
-    "random_flat", "trig_curve", "perturbation_resilience", "flat_capacity_table",
-]
+__all__ = ["RegionCertificate", "region_lp", "realizable_topk_sets", "topk_sets_at", "active_set_ids",
+           "MonteCarloRegions", "monte_carlo_topk_sets"]
 
 _GROUP_RTOL = 1e-12
 
@@ -124,11 +122,12 @@ def _lp(Wn, bn, S, gid, tol):
     if parts is None:
         return RegionCertificate(tuple(S), False, 0.0, None)
     full, partial, out = parts
-    if not out and (partial is None or not full):  # one region: the whole chart
+    if not out and (partial is None or not full):  # one region: the chart
         z = np.zeros(d)
         return RegionCertificate(tuple(S), True, 1.0, z)
-    # variables (z (d), tau, s): maximise s subject to
-    #   g_i(z) >= tau + s (i full),  g_j(z) <= tau - s (j out),  g_p(z) = tau (p partial),  s <= 1
+    # variables (z (d), theta, s): maximise s subject to
+    #   g_i(z) >= theta + s (i full),  g_j(z) <= theta - s (j out),
+    #   g_p(z) = theta (p partial),  s <= 1
     rows, rhs = [], []
     for i in full:
         rows.append(np.r_[-Wn[i], 1.0, 1.0]); rhs.append(bn[i])
@@ -138,8 +137,9 @@ def _lp(Wn, bn, S, gid, tol):
     if partial is not None:
         A_eq, b_eq = np.r_[Wn[partial], -1.0, 0.0][None, :], [-bn[partial]]
     cost = np.zeros(d + 2); cost[-1] = -1.0
-    res = linprog(cost, A_ub=np.array(rows), b_ub=np.array(rhs), A_eq=A_eq, b_eq=b_eq,
-                  bounds=[(None, None)] * (d + 1) + [(None, 1.0)], method="highs")
+    bounds = [(None, None)] * (d + 1) + [(None, 1.0)]
+    res = linprog(cost, A_ub=np.array(rows), b_ub=np.array(rhs), A_eq=A_eq,
+                  b_eq=b_eq, bounds=bounds, method="highs")
     if res.status != 0:
         raise RuntimeError(f"linprog failed on S={tuple(S)}: {res.message}")
     s, z = float(res.x[-1]), res.x[:d]
@@ -307,23 +307,40 @@ def realizable_topk_sets(W, b, k: int, A=None, c=None, *, method: str = "auto", 
     return (found, {S: cert[S] for S in found}) if return_certificates else found
 
 
-def active_set_ids(W, b, k: int, points) -> np.ndarray:
-    """Lexicographic rank (in ``itertools.combinations(range(N), k)``) of ``S_k(g(x))`` at each point.
+def topk_sets_at(W, b, k: int, points) -> np.ndarray:
+    """The active set ``S_k(g(x))`` at each of ``points`` (T, D), sorted: (T, k).
 
-    ``points`` has shape (T, D); ties broken by index (tie groups as in the module notes).
+    Ties broken by index (tie groups as in the module notes).
 
     Examples
     --------
-    >>> active_set_ids([[1.0], [-1.0], [0.0]], [0.0, 0.0, 0.5], 2, [[2.0], [-2.0]]).tolist()
-    [1, 2]
+    >>> topk_sets_at([[1.0], [-1.0], [0.0]], [0.0, 0.0, 0.5], 2, [[2.0], [-2.0]]).tolist()
+    [[0, 2], [1, 2]]
     """
     Wn, bn, k, _ = _router(W, b, k)
     X = check_array("points", points, ndim=2)
     if X.shape[1] != Wn.shape[1]:
         raise ValueError(f"points must have shape (T, D) = (T, {Wn.shape[1]}), got shape {X.shape}")
-    sets, _ = _sets_at(X, Wn, bn, _tie_groups(Wn, bn), k)
-    rank = {S: r for r, S in enumerate(itertools.combinations(range(Wn.shape[0]), k))}
-    return np.array([rank[tuple(s)] for s in sets.tolist()], dtype=int)
+    return _sets_at(X, Wn, bn, _tie_groups(Wn, bn), k)[0]
+
+
+def active_set_ids(indices, n_experts: int) -> np.ndarray:
+    """Rank of each row's active set in the lexicographic list of the ``k``-subsets of ``range(N)``.
+
+    ``indices`` (..., k) lists each row's active experts in any order (a router's
+    ``Routing.indices``, or :func:`topk_sets_at`); the ranks follow
+    ``itertools.combinations(range(n_experts), k)``. Returns an int array of shape (...).
+
+    Examples
+    --------
+    >>> active_set_ids([[0, 1], [1, 0], [2, 3], [0, 3]], 4).tolist()
+    [0, 0, 5, 2]
+    """
+    n_experts = check_positive_int("n_experts", n_experts)
+    indices = np.sort(np.asarray(indices), axis=-1)
+    k = check_k(indices.shape[-1], n_experts, name="indices.shape[-1]")
+    lookup = {s: i for i, s in enumerate(itertools.combinations(range(n_experts), k))}
+    return np.array([lookup[tuple(row)] for row in indices.reshape(-1, k)], dtype=int).reshape(indices.shape[:-1])
 
 
 # ----------------------------------------------------------------------------- Monte Carlo
@@ -403,303 +420,3 @@ def monte_carlo_topk_sets(W, b, k: int, *, n_samples: int, seed, A=None, c=None,
     probs = {tuple(s): float(c / n) for s, c in zip(uniq.tolist(), counts)}
     err = {S: math.sqrt(p * (1 - p) / n) for S, p in probs.items()}
     return MonteCarloRegions(sorted(probs), probs, err, n, int((~keep).sum()))
-
-
-# ----------------------------------------------------------------------------- arrangements
-def _canon(H):
-    """Normalise affine hyperplanes a.z = beta (rows [a, beta]) and drop duplicates."""
-    a = H[:, :-1]
-    nrm = np.linalg.norm(a, axis=1)
-    H = H[nrm > 1e-12] / nrm[nrm > 1e-12, None]
-    first = np.argmax(np.abs(H[:, :-1]) > 1e-9, axis=1)
-    H = H * np.sign(H[np.arange(len(H)), first])[:, None]
-    _, idx = np.unique(np.round(H, 9), axis=0, return_index=True)
-    return H[np.sort(idx)]
-
-
-def _cells(H, d):
-    if len(H) == 0 or d == 0:
-        return 1
-    if d == 1:  # points on a line
-        return 1 + len(np.unique(np.round(H[:, 1] / H[:, 0], 9)))
-    a, beta = H[0, :-1], H[0, -1]
-    x0 = a * beta  # |a| = 1
-    basis = np.linalg.svd(a[None, :])[2][1:].T  # (d, d-1), orthonormal basis of a^perp
-    rest = H[1:]
-    restricted = np.column_stack([rest[:, :-1] @ basis, rest[:, -1] - rest[:, :-1] @ x0])
-    return _cells(rest, d) + _cells(_canon(restricted), d - 1)
-
-
-def arrangement_cell_count(normals, offsets) -> int:
-    """Number of cells of the affine arrangement ``{z : a_i . z = beta_i}`` in ``R^d``, exactly.
-
-    Parameters
-    ----------
-    normals : array (m, d); offsets : array (m,)
-
-    Notes
-    -----
-    Deletion-restriction, ``r(A) = r(A - H) + r(A^H)``, valid for any arrangement (parallel
-    or coincident hyperplanes included; duplicates are merged). An independent check on the LP
-    counts; its cost grows like ``sum_{j < d} C(m, j)``.
-
-    Examples
-    --------
-    >>> arrangement_cell_count([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], [0.0, 0.0, 1.0])
-    7
-    """
-    a = check_array("normals", normals, ndim=2)
-    beta = check_array("offsets", offsets, ndim=1)
-    if beta.shape != (a.shape[0],):
-        raise ValueError(f"offsets must have shape (m,) = ({a.shape[0]},), got shape {beta.shape}")
-    return int(_cells(_canon(np.column_stack([a, beta])), a.shape[1]))
-
-
-def ordering_count(W, b, A=None, c=None) -> int:
-    """Number of orderings of the logits met on ``R^D`` (or the chart): cells of the walls ``g_i = g_j``.
-
-    Equal to :func:`moe_theory.tropical.braid_section_count` ``(N, d)`` for a generic router;
-    an upper bound on ``rho_k`` for every ``k``.
-
-    Examples
-    --------
-    >>> ordering_count([[1.0], [2.0], [3.0]], [0.0, 1.0, 0.0])
-    4
-    """
-    Wn, bn, _, _ = _router(W, b, None, A, c)
-    i, j = np.triu_indices(len(Wn), 1)
-    return arrangement_cell_count(Wn[i] - Wn[j], bn[j] - bn[i])
-
-
-def relu_layer_regions(W1, b1, A=None, c=None) -> int:
-    """Linear regions of one ReLU layer ``x -> relu(W1 x + b1)`` on ``R^D`` or a chart, exactly.
-
-    These are the cells of the arrangement of the ``m`` hyperplanes ``w_u . x + b_u = 0``:
-    ``sum_{j <= d} C(m, j)`` in general position (Zaslavsky), counted here by
-    :func:`arrangement_cell_count`.
-
-    Examples
-    --------
-    >>> relu_layer_regions([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], [0.0, 0.0, 1.0])
-    7
-    """
-    Wn, bn, _, _ = _router(W1, b1, None, A, c)
-    return arrangement_cell_count(Wn, -bn)
-
-
-def relu_activation_patterns(layers, points) -> tuple[int, int]:
-    """Activation patterns of a ReLU net ``[(W1, b1), (W2, b2), ...]`` met at ordered ``points``.
-
-    Returns ``(distinct patterns, pieces along the sequence)``; both are lower bounds for the
-    set the points sample (pieces: 1 + changes between consecutive points, for a curve).
-
-    Examples
-    --------
-    >>> relu_activation_patterns([([[1.0], [-1.0]], [0.0, -1.0])], [[-2.0], [-0.5], [0.5], [2.0]])
-    (3, 3)
-    """
-    H = check_array("points", points, ndim=2)
-    pats = []
-    for li, (Wl, bl) in enumerate(layers):
-        Wl = check_array(f"layers[{li}][0]", Wl, ndim=2)
-        bl = check_array(f"layers[{li}][1]", bl, ndim=1)
-        if Wl.shape[1] != H.shape[1] or bl.shape != (Wl.shape[0],):
-            raise ValueError(f"layers[{li}] must be (W, b) with W of shape (m, {H.shape[1]}) and b of shape (m,), "
-                             f"got shapes {Wl.shape} and {bl.shape}")
-        pre = H @ Wl.T + bl  # (T, m)
-        pats.append(pre > 0)
-        H = np.maximum(pre, 0.0)
-    P = np.concatenate(pats, axis=1)
-    return len(np.unique(P, axis=0)), 1 + int(np.any(P[1:] != P[:-1], axis=1).sum())
-
-
-def lee_voronoi_count(sites, k: int) -> int:
-    """Lee's count of order-k Voronoi regions of planar sites in general position.
-
-    ``(2k - 1) N - (k^2 - 1) - sum_{i < k} nu_i`` with ``nu_i`` the number of ``i``-sets of the
-    sites (``nu_0 = 0``), computed by k-set duality as ``rho_i`` of the bias-free router with
-    rows the sites. It is ``k (N - k) + 1`` for sites in convex position.
-
-    Examples
-    --------
-    >>> sq = [[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0], [0.7, 0.7]]
-    >>> lee_voronoi_count(sq, 2)   # convex position: k(N - k) + 1
-    7
-    """
-    sites = check_array("sites", sites, ndim=2)
-    if sites.shape[1] != 2:
-        raise ValueError(f"sites must have shape (N, 2), got shape {sites.shape}")
-    N = len(sites)
-    k = check_k(k, N, n_name="N (number of sites)")
-    nu = sum(len(realizable_topk_sets(sites, np.zeros(N), i)) for i in range(1, k))
-    return (2 * k - 1) * N - (k * k - 1) - nu
-
-
-# ----------------------------------------------------------------------------- capacity
-@dataclass
-class EffectiveCapacity:
-    """Routing regions met by a data manifold (:func:`effective_capacity`).
-
-    Attributes
-    ----------
-    ec_set : int
-        Distinct active sets met, ``#{S : R_S meets M}``.
-    ec_piece : int
-        Connected pieces of ``M`` minus the walls (for a flat: ``= ec_set``; for an ordered
-        curve sample: ``1 +`` the number of changes).
-    ec_mass : float
-        ``exp(entropy)`` of the fraction of points per set (nan for an exact flat count).
-    exact : bool
-        True for a flat chart (LP); False for a sample (lower bounds).
-    sets : list of tuple
-    """
-
-    ec_set: int
-    ec_piece: int
-    ec_mass: float
-    exact: bool
-    sets: list = field(repr=False)
-
-
-def effective_capacity(W, b, k: int, *, A=None, c=None, points=None, closed: bool = False) -> EffectiveCapacity:
-    """Effective capacity of a router on a flat chart (exactly) or on sampled points.
-
-    Parameters
-    ----------
-    W, b, k
-        The router and the number of active experts.
-    A, c : arrays, optional
-        A flat ``M = {A z + c}``: counted exactly by LP.
-    points : array (T, D), optional
-        Samples of ``M`` (for ``ec_piece``: consecutive points of a curve).
-    closed : bool
-        The curve is closed (its last point is followed by its first).
-
-    Notes
-    -----
-    ``EC_set(M) = #{S : R_S ∩ M ≠ ∅}`` (the definition this book uses; Su et al.,
-    arXiv:2602.03204, name effective capacity but their exact definition is not known to us).
-    On a flat, ``EC_set = EC_piece = rho_k(W A, W c + b)``. On a sample both are lower bounds.
-    ``EC_mass = exp H(p)``, ``p_S`` the fraction of points routed to ``S``.
-
-    Examples
-    --------
-    >>> ec = effective_capacity(np.eye(3), np.zeros(3), 1, A=[[1.0], [0.0], [0.0]])
-    >>> ec.ec_set, ec.exact
-    (2, True)
-    """
-    check_bool("closed", closed)
-    if points is None:
-        if A is None:
-            raise ValueError("effective_capacity needs a flat chart A (and c) or sample points, got neither")
-        sets = realizable_topk_sets(W, b, k, A, c)
-        return EffectiveCapacity(len(sets), len(sets), float("nan"), True, sets)
-    if A is not None or c is not None:
-        raise ValueError("effective_capacity takes either a chart (A, c) or points, not both")
-    Wn, bn, k, _ = _router(W, b, k)
-    X = check_array("points", points, ndim=2)
-    if X.shape[1] != Wn.shape[1]:
-        raise ValueError(f"points must have shape (T, D) = (T, {Wn.shape[1]}), got shape {X.shape}")
-    S, _ = _sets_at(X, Wn, bn, _tie_groups(Wn, bn), k)
-    uniq, counts = np.unique(S, axis=0, return_counts=True)
-    p = counts / counts.sum()
-    changes = int(np.any(S[1:] != S[:-1], axis=1).sum())
-    if closed:
-        changes += int(np.any(S[0] != S[-1]))
-    pieces = max(changes, 1) if closed else changes + 1
-    return EffectiveCapacity(len(uniq), pieces, float(np.exp(-(p * np.log(p)).sum())), False,
-                             [tuple(s) for s in uniq.tolist()])
-
-
-def random_flat(D: int, d: int, *, seed) -> tuple[np.ndarray, np.ndarray]:
-    """A random ``d``-flat of ``R^D``: ``A`` (D, d) with orthonormal columns and ``c ~ N(0, I_D)``.
-
-    Examples
-    --------
-    >>> A, c = random_flat(5, 2, seed=0); A.shape, c.shape
-    ((5, 2), (5,))
-    """
-    D = check_positive_int("D", D)
-    d = check_int("d", d, minimum=1, maximum=D)
-    rng = check_rng(seed, name="seed")
-    A = np.linalg.qr(rng.standard_normal((D, d)))[0]
-    return A, rng.standard_normal(D)
-
-
-def trig_curve(D: int, Q: int, n_points: int, *, seed) -> np.ndarray:
-    """A closed random trigonometric curve of degree ``Q`` in ``R^D``, sampled at ``n_points``.
-
-    ``gamma(t) = sum_{q=1}^{Q} (a_q cos(q t) + b_q sin(q t)) / sqrt(Q)``, ``a_q, b_q ~ N(0, I_D)``.
-    Each wall ``g_i = g_j`` meets it at most ``2 Q`` times.
-
-    Examples
-    --------
-    >>> trig_curve(3, 2, 10, seed=0).shape
-    (10, 3)
-    """
-    D = check_positive_int("D", D)
-    Q = check_positive_int("Q", Q)
-    n = check_positive_int("n_points", n_points)
-    rng = check_rng(seed, name="seed")
-    t = np.linspace(0, 2 * np.pi, n, endpoint=False)[:, None]  # (n, 1)
-    q = np.arange(1, Q + 1)[None, :]
-    C, S = rng.standard_normal((Q, D)), rng.standard_normal((Q, D))
-    return (np.cos(q * t) @ C + np.sin(q * t) @ S) / math.sqrt(Q)
-
-
-def perturbation_resilience(W, b, k: int, *, A, c, sigma: float, n_trials: int, seed) -> dict:
-    """How the regions a flat meets survive ``W -> W + sigma * std(W) * noise``.
-
-    Returns the mean Jaccard index ``|F ∩ F'| / |F ∪ F'|`` of the realised families before and
-    after, the mean ratio of the counts, and the base count. Exact (LP) on every trial.
-
-    Examples
-    --------
-    >>> A, c = random_flat(3, 2, seed=1)
-    >>> r = perturbation_resilience(np.eye(3), np.zeros(3), 1, A=A, c=c, sigma=0.0, n_trials=1, seed=0)
-    >>> r["jaccard"]
-    1.0
-    """
-    W = check_array("W", W, ndim=2)
-    sigma = float(check_positive_real("sigma", sigma)) if sigma else 0.0
-    n_trials = check_positive_int("n_trials", n_trials)
-    rng = check_rng(seed, name="seed")
-    base = set(realizable_topk_sets(W, b, k, A, c))
-    jac, ratio = [], []
-    for _ in range(n_trials):
-        Wp = W + sigma * W.std() * rng.standard_normal(W.shape)
-        new = set(realizable_topk_sets(Wp, b, k, A, c))
-        jac.append(len(base & new) / len(base | new))
-        ratio.append(len(new) / len(base))
-    return {"jaccard": float(np.mean(jac)), "count_ratio": float(np.mean(ratio)), "base_count": len(base)}
-
-
-def flat_capacity_table(N: int, k: int, D: int, dims, *, n_flats: int, seed) -> list[dict]:
-    """Router vs one ReLU layer of width ``m = N`` (same parameter count ``N (D + 1)``) on random flats.
-
-    For each ``d`` in ``dims``: mean over ``n_flats`` random ``d``-flats of the exact router count
-    ``EC`` and of the exact ReLU region count, and their ratios to the ambient counts on ``R^D``.
-
-    Examples
-    --------
-    >>> rows = flat_capacity_table(4, 2, 3, [1], n_flats=1, seed=0); sorted(rows[0])[:3]
-    ['d', 'dense_ambient', 'dense_regions']
-    """
-    N, D = check_positive_int("N", N), check_positive_int("D", D)
-    n_flats = check_positive_int("n_flats", n_flats)
-    rng = check_rng(seed, name="seed")
-    W, b = rng.standard_normal((N, D)), rng.standard_normal(N)
-    W1, b1 = rng.standard_normal((N, D)), rng.standard_normal(N)
-    moe_amb = len(realizable_topk_sets(W, b, k))
-    dense_amb = relu_layer_regions(W1, b1)
-    rows = []
-    for d in dims:
-        ec, dense = [], []
-        for _ in range(n_flats):
-            A, c = random_flat(D, d, seed=rng)
-            ec.append(len(realizable_topk_sets(W, b, k, A, c)))
-            dense.append(relu_layer_regions(W1, b1, A, c))
-        rows.append({"d": int(d), "moe_ec": float(np.mean(ec)), "moe_ambient": moe_amb,
-                     "r_moe": float(np.mean(ec)) / moe_amb, "dense_regions": float(np.mean(dense)),
-                     "dense_ambient": dense_amb, "r_dense": float(np.mean(dense)) / dense_amb})
-    return rows
