@@ -19,7 +19,8 @@ from .coherence import (_energy, _exhaustive, _omp, _threshold, adversarial_dict
 from .device import resolve_device
 from .layers import MoE
 
-__all__ = ["batch_coherence", "score_selections", "recovery_sweep", "sparse_targets", "decorrelate",
+__all__ = ["batch_coherence", "score_selections", "recovery_rates", "recovery_sweep", "sparse_targets", "decorrelate",
+           "plot_sweep", "plot_gap", "plot_barrier_instance",
            "PenaltyConfig", "train_penalised_moe"]
 
 FAMILIES = ("adversarial", "equiangular", "gaussian")
@@ -63,6 +64,17 @@ def sparse_targets(U: np.ndarray, k: int, rng, magnitudes=(1.0, 1.0)) -> tuple[n
     beta = rng.uniform(lo, hi, (B, k)) * rng.choice([-1.0, 1.0], (B, k))
     t = np.einsum("bdk,bk->bd", np.take_along_axis(U, S[:, None, :], axis=2), beta)
     return t, S
+
+
+def recovery_rates(A, k: int, *, trials: int = 300, magnitudes=(0.5, 1.5), seed: int = 0) -> dict[str, float]:
+    """Success rates of thresholding and OMP (against the exhaustive optimum) on one dictionary
+    ``A (D, N)`` over ``trials`` random exactly ``k``-sparse targets (see :func:`sparse_targets`)."""
+    U = normalize_columns(A)
+    trials = check_positive_int("trials", trials)
+    U = np.broadcast_to(U, (trials,) + U.shape).copy()  # (trials, D, N)
+    t = sparse_targets(U, k, np.random.default_rng(check_seed("seed", seed)), magnitudes)[0]
+    sc = score_selections(U, t, k)
+    return {"success_thr": float(sc["success_thr"].mean()), "success_omp": float(sc["success_omp"].mean())}
 
 
 def recovery_sweep(family: str, values, k: int, *, N: int = 10, D: int = 12, trials: int = 200,
@@ -234,3 +246,79 @@ def train_penalised_moe(lam: float, seed: int, config: PenaltyConfig = PenaltyCo
             "mu_router": float(batch_coherence(normalize_columns(Wr.T)[None])[0]),
             "mu_experts": float(np.median(batch_coherence(Un))),
             "agree_fit": fit, "agree_mix": mix, "model": model}
+
+
+# -- figures of the chapter ----------------------------------------------------------------------------
+_FAMILY_COLORS = {"adversarial": "k", "equiangular": "#1f77b4", "Gaussian + shared direction": "#ff7f0e"}
+
+
+def plot_sweep(ax, sweeps: dict, k: int):
+    """Success rate against the mean coherence for each family of :func:`recovery_sweep`
+    (solid: thresholding, dashed: OMP), with the line ``mu = 1/(2k - 1)``."""
+    k = check_positive_int("k", k)
+    for i, (name, sw) in enumerate(sweeps.items()):
+        color = _FAMILY_COLORS.get(name, f"C{i + 2}")
+        ax.plot(sw["mu"], sw["success_thr"], "-", color=color, lw=2 if name == "adversarial" else 1.5,
+                label=f"{name}: thresholding (router)")
+        ax.plot(sw["mu"], sw["success_omp"], "--", color=color, lw=1.2, label=f"{name}: OMP")
+    ax.axvline(1 / (2 * k - 1), color="r", lw=1, ls=":")
+    ax.text(1 / (2 * k - 1) + 0.01, 0.5, f"$1/(2k-1) = {1 / (2 * k - 1):.2f}$", color="r", fontsize=8)
+    ax.set(xlabel=r"mutual coherence $\mu$", ylabel="success rate (= exhaustive optimum)",
+           xlim=(0, 1), ylim=(-0.03, 1.03))
+    ax.legend(fontsize=6.5, loc="lower left")
+    return ax
+
+
+def plot_gap(ax, sweep: dict, k: int):
+    """Mean and worst captured-energy ratio ``E(Thr_k) / E_opt`` of a sweep against ``mu``,
+    with the bound ``(1 - (k - 1) mu) / (1 + (k - 1) mu)``."""
+    from .coherence import energy_ratio_bound
+
+    k = check_positive_int("k", k)
+    mus = np.linspace(0, max(sweep["mu"]), 200)
+    ax.plot(sweep["mu"], sweep["ratio_thr"], "o-", label="thresholding: mean")
+    ax.plot(sweep["mu"], sweep["ratio_thr_min"], "s--", label="thresholding: worst trial")
+    ax.plot(sweep["mu"], sweep["ratio_omp_min"], "^:", label="OMP: worst trial")
+    ax.plot(mus, [energy_ratio_bound(m, k) for m in mus], "k-", lw=1,
+            label=r"bound $(1-(k-1)\mu)/(1+(k-1)\mu)$")
+    ax.axvline(1 / (2 * k - 1), color="r", lw=1, ls=":")
+    ax.set(xlabel=r"mutual coherence $\mu$", ylabel=r"$\mathcal{E}(S)\,/\,\mathcal{E}_{\rm opt}$",
+           ylim=(-0.03, 1.05))
+    ax.legend(fontsize=7, loc="lower left")
+    return ax
+
+
+def plot_barrier_instance(ax, ax_strip, k: int, mu: float):
+    """The barrier instance for ``(k, mu)``: bars of ``|<a_j, t>|`` (grey: the impostor ``a_0``),
+    OMP's order of picks on the bars, and a strip locating ``mu`` against ``1/(2k-1)`` and ``1/k``."""
+    from .coherence import exhaustive_select, greedy_select
+    from .plotting import expert_colors
+
+    k = check_int("k", k, minimum=2)
+    mu = check_real("mu", mu, minimum=0.0, maximum=1.0)
+    lo, hi = 1 / (2 * k - 1), 1 / k
+    ax_strip.axvspan(lo, hi, color="r", alpha=0.2)
+    ax_strip.axvspan(hi, 0.5, color="0.8", hatch="//", alpha=0.5)
+    ax_strip.axvline(mu, color="k", lw=2)
+    ax_strip.set(xlim=(0, 0.5), yticks=[], xlabel=r"$\mu$", title="barrier (red), none (grey)")
+    ax_strip.title.set_fontsize(9)
+    if mu >= hi:
+        ax.text(0.5, 0.5, f"no such atoms for mu >= 1/k = {hi:.2f}:\nthe Gram matrix is not positive definite",
+                ha="center", va="center", transform=ax.transAxes, fontsize=9)
+        ax.set(xticks=[], yticks=[], title=f"k = {k}, mu = {mu:.2f}")
+        return ax
+    A = adversarial_dictionary(k, mu)
+    t = A[:, 1:].sum(axis=1)
+    corr = np.abs(A.T @ t)
+    colors = ["0.55"] + expert_colors(k + 1)[1:]
+    ax.bar(np.arange(k + 1), corr, color=colors)
+    picks = _omp(A[None], t[None], k)[1][0]
+    for order, j in enumerate(picks, start=1):
+        ax.text(j, corr[j] + 0.02, str(order), ha="center", fontsize=9)
+    omp, opt = greedy_select(A, t, k), exhaustive_select(A, t, k)
+    verdict = "OMP right" if omp.support == opt.support else f"OMP wrong: {omp.support}"
+    ax.set(xticks=np.arange(k + 1), xticklabels=["$a_0$"] + [f"$a_{j}$" for j in range(1, k + 1)],
+           ylabel=r"$|\langle a_j, t\rangle|$", ylim=(0, 1.15),
+           title=f"k = {k}, mu = {mu:.2f}: {verdict}, optimum {opt.support}")
+    ax.title.set_fontsize(9)
+    return ax

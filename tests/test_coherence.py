@@ -132,6 +132,9 @@ def test_thm_coh_barrier_is_sharp_at_one_over_2k_minus_1(k):
         assert ex.support == truth and ex.residual < 1e-20
         assert (coh.greedy_select(A, t, k).support == truth) is omp_right
         assert (coh.topk_correlation_select(A, t, k).support == truth) is omp_right
+        # this instance attains the ERC bound of lem-coh-erc-coherence; ERC crosses 1 at the line
+        assert coh.erc(A, truth) == pytest.approx(coh.erc_coherence_bound(mu, k), rel=1e-10)
+        assert (coh.erc(A, truth) < 1) is omp_right
         if not omp_right:
             assert 0 in coh.greedy_select(A, t, k).support
             assert coh.greedy_select(A, t, k).residual > 0.1
@@ -191,7 +194,7 @@ def test_cor_coh_mu_condition_omp_recovers_every_k_sparse_target(seed, k):
     beta = rng.choice([-1, 1], k) * rng.uniform(0.001, 100, k)  # any dynamic range
     t = A[:, S] @ beta
     assert coh.greedy_select(A, t, k).support == tuple(S)
-    assert max(coh.erc(A, T) for T in itertools.combinations(range(12), k)) < 1
+    assert coh.erc(A, S) <= coh.erc_coherence_bound(mu, k) < 1
 
 
 @given(seed=seeds, k=st.integers(1, 3))
@@ -286,6 +289,13 @@ def test_recovery_sweep_adversarial_drops_exactly_at_the_line_and_equiangular_om
     assert all(np.array_equal(eq[key], again[key]) for key in eq)  # same seed, same numbers
 
 
+def test_recovery_rates_orthonormal_dictionary_is_always_recovered():
+    A = np.linalg.qr(np.random.default_rng(0).standard_normal((8, 6)))[0]
+    assert cx.recovery_rates(A, 3, trials=40) == {"success_thr": 1.0, "success_omp": 1.0}
+    with pytest.raises(ValueError, match="trials must be >= 1"):
+        cx.recovery_rates(A, 3, trials=0)
+
+
 def test_decorrelate_lowers_the_penalty_and_stalls_at_the_frame_bound_when_n_exceeds_d():
     rng = np.random.default_rng(0)
     for D, N in ((12, 10), (8, 10)):
@@ -302,7 +312,7 @@ def test_decorrelate_lowers_the_penalty_and_stalls_at_the_frame_bound_when_n_exc
 
 
 def test_train_penalised_moe_is_deterministic_and_the_penalty_lowers_expert_coherence(one_thread):
-    cfg = cx.PenaltyConfig(steps=60, n_train=128, n_test=128)
+    cfg = cx.PenaltyConfig(steps=30, n_train=64, n_test=64)
     a = cx.train_penalised_moe(0.0, 3, cfg)
     b = cx.train_penalised_moe(0.0, 3, cfg)
     assert a["test_mse"] == b["test_mse"] and a["mu_experts"] == b["mu_experts"]
@@ -387,3 +397,31 @@ def test_bad_input_messages_experiments():
         cx.train_penalised_moe(-1.0, 0)
     with pytest.raises(ValueError, match="seed must be >= 0"):
         cx.train_penalised_moe(0.0, -2)
+
+
+def test_plots_draw_and_check_their_arguments():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sw = {"adversarial": cx.recovery_sweep("adversarial", [0.1, 0.3], 2)}
+    fig, (a1, a2, a3, a4) = plt.subplots(1, 4)
+    cx.plot_sweep(a1, sw, 2)
+    assert len(a1.lines) == 3  # two rules + the 1/(2k-1) line
+    cx.plot_gap(a2, sw["adversarial"], 2)
+    cx.plot_barrier_instance(a3, a4, 2, 0.38)
+    assert "OMP wrong" in a3.get_title() and len(a3.patches) == 3
+    a3.clear()
+    cx.plot_barrier_instance(a3, a4, 2, 0.1)
+    assert "OMP right" in a3.get_title()
+    a3.clear()
+    cx.plot_barrier_instance(a3, a4, 3, 0.4)  # mu >= 1/k: no such atoms, a message instead
+    assert "no such atoms" in a3.texts[0].get_text()
+    with pytest.raises(ValueError, match="k must be >= 1"):
+        cx.plot_sweep(a1, sw, 0)
+    with pytest.raises(ValueError, match="k must be >= 1"):
+        cx.plot_gap(a2, sw["adversarial"], 0)
+    with pytest.raises(ValueError, match="k must be >= 2"):
+        cx.plot_barrier_instance(a3, a4, 1, 0.1)
+    plt.close(fig)
