@@ -146,19 +146,22 @@ def _threshold(U: np.ndarray, t: np.ndarray, k: int) -> np.ndarray:
     return np.sort(np.argsort(-corr, axis=1, kind="stable")[:, :k], axis=1)
 
 
-def _omp(U: np.ndarray, t: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Orthogonal matching pursuit, batched: sorted supports (B, k) and the order of picks."""
+def _omp(U: np.ndarray, t: np.ndarray, k: int):
+    """Orthogonal matching pursuit on a batch: unit atoms U (B, D, N), targets
+    t (B, D). Returns the sorted supports (B, k) and the picks in order (B, k)."""
     B = U.shape[0]
-    r, picks = t.copy(), np.zeros((B, 0), dtype=int)
-    taken = np.zeros(U.shape[::2], dtype=bool)  # (B, N)
+    r = t.copy()                                   # residual, (B, D)
+    picks = np.zeros((B, 0), dtype=int)
+    taken = np.zeros((B, U.shape[2]), dtype=bool)  # (B, N)
     for _ in range(k):
-        corr = np.abs(np.einsum("bdn,bd->bn", U, r))  # (B, N) |<a_j, r>|
-        corr[taken] = -np.inf
-        j = np.argmax(corr, axis=1)  # first maximum: ties go to the smaller index
+        corr = np.abs(np.einsum("bdn,bd->bn", U, r))  # (B, N): |<a_j, r>|
+        corr[taken] = -np.inf                      # never pick an atom twice
+        j = np.argmax(corr, axis=1)                # ties: the smaller index
         taken[np.arange(B), j] = True
         picks = np.column_stack([picks, j])
         US = np.take_along_axis(U, picks[:, None, :], axis=2)  # (B, D, j)
-        coef = np.linalg.pinv(US, rcond=1e-12) @ t[:, :, None]  # (B, j, 1): refit on all picks
+        # refit on all picked atoms by least squares, then a new residual
+        coef = np.linalg.pinv(US, rcond=1e-12) @ t[:, :, None]  # (B, j, 1)
         r = t - (US @ coef)[:, :, 0]
     return np.sort(picks, axis=1), picks
 

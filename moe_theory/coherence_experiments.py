@@ -265,7 +265,7 @@ def plot_sweep(ax, sweeps: dict, k: int):
     ax.text(1 / (2 * k - 1) + 0.01, 0.5, f"$1/(2k-1) = {1 / (2 * k - 1):.2f}$", color="r", fontsize=8)
     ax.set(xlabel=r"mutual coherence $\mu$", ylabel="success rate (= exhaustive optimum)",
            xlim=(0, 1), ylim=(-0.03, 1.03))
-    ax.legend(fontsize=6.5, loc="lower left")
+    ax.legend(fontsize=7, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.16))
     return ax
 
 
