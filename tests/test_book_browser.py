@@ -47,8 +47,7 @@ def _pages() -> list[Path]:
 def server():
     if not (HTML / "book" / "intro.html").exists():
         pytest.fail(f"the book is not built in {HTML}: run `make book` (or `make test`) before the browser test")
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(HTML))
-    handler.log_message = lambda *a, **k: None
+    handler = functools.partial(_QuietHandler, directory=str(HTML))
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
