@@ -93,8 +93,9 @@ def _add_launch_button(app, pagename: str, templatename, context, doctree) -> No
 def _dedupe_scripts(app, pagename: str, templatename, context, doctree) -> None:
     """Emit each script once: a repeated inline ``const`` declaration is a SyntaxError.
 
-    Two entries are the same script when they have the same file and the same attributes (an
-    inline script's text is its ``body`` attribute), whatever their load priority.
+    Two entries are the same script when they have the same file (``None`` and ``""`` both mean
+    an inline script) and the same attributes (an inline script's text is its ``body``
+    attribute), whatever their load priority.
     """
     scripts = context.get("script_files")
     if not scripts:
@@ -102,7 +103,8 @@ def _dedupe_scripts(app, pagename: str, templatename, context, doctree) -> None:
     seen, unique = set(), []
     for js in scripts:
         attrs = getattr(js, "attributes", {}) or {}
-        key = (getattr(js, "filename", str(js)), repr(sorted((k, str(v)) for k, v in attrs.items())))
+        # An inline script is registered once with filename None and once with "" (sphinx-thebe).
+        key = (getattr(js, "filename", None) or "", repr(sorted((k, str(v)) for k, v in attrs.items())))
         if key not in seen:
             seen.add(key)
             unique.append(js)
@@ -113,5 +115,6 @@ def setup(app):
     app.connect("config-inited", _config_inited, priority=900)  # after Jupyter Book set the theme options
     app.connect("html-page-context", _write_notebook, priority=500)  # before the theme's buttons (501)
     app.connect("html-page-context", _add_launch_button, priority=502)
-    app.connect("html-page-context", _dedupe_scripts, priority=900)
+    # Last: the duplicate is added by a handler of this same event (after priority 500).
+    app.connect("html-page-context", _dedupe_scripts, priority=999)
     return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}
