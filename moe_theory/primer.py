@@ -11,13 +11,19 @@ import math
 import numpy as np
 import torch
 
-from ._validation import check_dtype, check_int, check_k, check_positive_int, check_real, check_seed, check_tensor
+from ._validation import (check_choice, check_dtype, check_int, check_k, check_positive_int, check_real, check_seed,
+                          check_tensor)
 from .device import resolve_device
 from .layers import MoE
 from .training import TrainResult, fit_regressor
 from .tropical_regions import active_set_ids  # re-exported: the primer's routing_grid ranks active sets
 
-__all__ = ["toy_target", "quadrant", "piece_purity", "toy_dataset", "train_toy_moe", "routing_grid", "active_set_ids"]
+#: Weight of the Switch load-balancing loss in the primer's toy training: strong enough that
+#: in most runs no expert is squeezed out of its quadrant (the primer's table of seeds).
+TOY_AUX_WEIGHT = 0.1
+
+__all__ = ["TOY_AUX_WEIGHT", "toy_target", "quadrant", "piece_agreement", "toy_dataset", "train_toy_moe", "spread_gate",
+           "routing_grid", "active_set_ids"]
 
 
 def toy_target(x: torch.Tensor) -> torch.Tensor:
@@ -51,19 +57,51 @@ def toy_dataset(n: int, *, seed: int, device=None, dtype=torch.float32) -> tuple
     return x.to(resolve_device(device)), toy_target(x).to(resolve_device(device))
 
 
-def train_toy_moe(*, n_experts: int = 4, k: int = 1, d_hidden: int = 16, steps: int = 1000, n_train: int = 1024,
-                  lr: float = 3e-2, aux_weight: float = 0.01, seed: int = 0, device=None,
-                  dtype=torch.float32, snapshot_steps=(), snapshot_resolution: int = 120):
+def spread_gate(model: MoE, *, seed: int, scale: float = 1.0) -> MoE:
+    """Set a 2-D gate to rows spread evenly around the circle (random angle, no bias).
+
+    Row ``i`` becomes ``w_i = scale (cos(phi + 2 pi i / N), sin(phi + 2 pi i / N))``,
+    with ``phi`` uniform on ``[0, 2 pi)`` drawn from ``seed``, and ``b = 0``. Then
+    ``argmax_i w_i . x`` cuts the plane into ``N`` equal cones from the origin: every
+    expert starts with a region of the same size, and none is dead at step 0. (With
+    PyTorch's default initialisation an expert's region can miss the data.)
+    Modifies ``model`` in place and returns it.
+    """
+    if not isinstance(model, MoE) or model.d_model != 2:
+        raise TypeError("model must be an MoE with d_model = 2")
+    seed = check_seed("seed", seed)
+    scale = check_real("scale", scale, minimum=0.0, allow_equal_min=False)
+    gen = torch.Generator().manual_seed(seed)
+    phi = 2 * math.pi * torch.rand((), generator=gen, dtype=torch.float64)
+    N = model.n_experts
+    angles = phi + 2 * math.pi * torch.arange(N, dtype=torch.float64) / N  # (N,)
+    rows = scale * torch.stack([torch.cos(angles), torch.sin(angles)], dim=1)  # (N, 2)
+    with torch.no_grad():
+        model.router.weight.copy_(rows.to(model.router.weight))
+        if model.router.bias is not None:
+            model.router.bias.zero_()
+    return model
+
+
+def train_toy_moe(*, n_experts: int = 4, k: int = 1, d_hidden: int = 16,
+                  steps: int = 1000, n_train: int = 1024, lr: float = 3e-2,
+                  aux_weight: float = TOY_AUX_WEIGHT, seed: int = 0, device=None,
+                  dtype=torch.float32, snapshot_steps=(),
+                  snapshot_resolution: int = 120, gate_init: str = "spread"):
     """Train an ``N``-expert, top-``k`` MoE on :func:`toy_target`.
 
-    The routing weights are Switch-style (``pi_i = p_i``) so that the gate is trained even for
-    ``k = 1`` (with renormalised weights it would get no gradient at ``k = 1``); a small
-    load-balancing term (weight ``aux_weight``) keeps every expert in use.
+    The routing weights are Switch-style (``pi_i = p_i``), so that the gate is trained
+    even for ``k = 1`` (renormalised weights would give it no gradient at ``k = 1``);
+    the load-balancing term (weight ``aux_weight``) keeps every expert in use; and the
+    gate starts from :func:`spread_gate`, so that no expert is dead at step 0.
 
     Parameters
     ----------
     snapshot_steps : sequence of int
         Training steps (0 = before training) at which to record :func:`routing_grid`.
+    gate_init : {"spread", "default"}
+        ``"spread"``: the gate starts as :func:`spread_gate` (equal cones);
+        ``"default"``: PyTorch's default initialisation (may start with dead experts).
 
     Returns
     -------
@@ -77,19 +115,24 @@ def train_toy_moe(*, n_experts: int = 4, k: int = 1, d_hidden: int = 16, steps: 
     k = check_k(k, n_experts)
     seed = check_seed("seed", seed)
     device = resolve_device(device)
-    with torch.random.fork_rng(devices=[]):  # parameter initialisation from ``seed``; global state untouched
+    gate_init = check_choice("gate_init", gate_init, ("spread", "default"))
+    with torch.random.fork_rng(devices=[]):  # from ``seed``; global state untouched
         torch.manual_seed(seed)
-        model = MoE(2, d_hidden, n_experts, k, d_out=1, weighting="softmax", device=device, dtype=dtype)
+        model = MoE(2, d_hidden, n_experts, k, d_out=1, weighting="softmax",
+                    device=device, dtype=dtype)
+    if gate_init == "spread":
+        spread_gate(model, seed=seed)
     x, y = toy_dataset(n_train, seed=seed + 1, device=device, dtype=dtype)
-    snapshot_steps = {check_int("snapshot_steps", s, minimum=0, maximum=steps) for s in snapshot_steps}
+    snapshot_steps = {check_int("snapshot_steps", s, minimum=0, maximum=steps)
+                      for s in snapshot_steps}
     snapshots = {}
 
     def record(step, m):
         if step in snapshot_steps:
             snapshots[step] = routing_grid(m, resolution=snapshot_resolution)
 
-    result = fit_regressor(model, x, y, steps=steps, lr=lr, aux_weight=aux_weight, seed=seed,
-                           callback=record if snapshot_steps else None)
+    result = fit_regressor(model, x, y, steps=steps, lr=lr, aux_weight=aux_weight,
+                           seed=seed, callback=record if snapshot_steps else None)
     result.snapshots = snapshots
     return model, result
 
@@ -121,15 +164,11 @@ def routing_grid(model: MoE, *, resolution: int = 200, box: float = 1.0):
         "active": active_set_ids(idx, model.n_experts).reshape(shape),
         "output": out[:, 0].cpu().numpy().reshape(shape),
         "n_sets": math.comb(model.n_experts, model.k),
+        "n_experts": model.n_experts,
     }
 
 
-def piece_purity(grid: dict) -> float:
-    """Fraction of the square on which the routed (top-1) expert is the majority expert of its quadrant.
-
-    1.0 means the routing regions are exactly the four pieces of :func:`toy_target`, up to
-    relabelling (and possibly merging: one expert may own two pieces).
-    """
+def _piece_labels(grid: dict) -> tuple[np.ndarray, np.ndarray]:
     top1 = np.asarray(grid["top1"])
     if top1.ndim != 2:
         raise ValueError(f"grid['top1'] must be a 2-D label image, got shape {top1.shape}")
@@ -137,4 +176,33 @@ def piece_purity(grid: dict) -> float:
     u = torch.linspace(lo, hi, top1.shape[1], dtype=torch.float64)
     X1, X2 = torch.meshgrid(u, u, indexing="xy")
     piece = quadrant(torch.stack([X1.reshape(-1), X2.reshape(-1)], 1)).reshape(top1.shape).numpy()
-    return float(sum(np.bincount(top1[piece == p]).max() for p in range(4) if np.any(piece == p)) / top1.size)
+    return top1, piece
+
+
+def piece_agreement(grid: dict) -> float:
+    """Agreement of the routing regions with the 4 pieces, under a one-to-one matching.
+
+    With ``C[i, p]`` the area routed to expert ``i`` inside piece ``p`` (quadrant ``p``
+    of :func:`toy_target`), the score is
+
+        max over one-to-one matchings m of pieces to experts of sum_p C[m(p), p] / area,
+
+    the largest fraction of the square on which "expert ``m(p)`` owns piece ``p``"
+    holds, each expert owning at most one piece (Hungarian algorithm,
+    :func:`scipy.optimize.linear_sum_assignment`). 1.0 means the regions are exactly the
+    four pieces, up to relabelling; a router that sends everything to one expert scores
+    0.25, since one expert can be matched to one piece only.
+
+    Parameters
+    ----------
+    grid : dict
+        A :func:`routing_grid` result: ``top1`` (ny, nx) expert labels and ``extent``.
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    top1, piece = _piece_labels(grid)
+    n_experts = max(int(grid.get("n_experts", 0)), int(top1.max()) + 1, 1)
+    C = np.zeros((n_experts, 4))  # (N, pieces): area of expert i inside piece p
+    np.add.at(C, (top1.ravel(), piece.ravel()), 1.0)
+    rows, cols = linear_sum_assignment(C, maximize=True)
+    return float(C[rows, cols].sum() / top1.size)

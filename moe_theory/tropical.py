@@ -441,15 +441,65 @@ def plot_hypersimplex4(ax, k: int, g=None):
     return ax
 
 
-def plot_normal_fan4(ax, k: int, n_points: int = 600):
-    """The normal fan of ``Delta(4, k)``: points ``u`` of the unit sphere of ``1^perp``, coloured by ``S_k(B^T u)``."""
-    n_points = check_positive_int("n_points", n_points)
-    i = np.arange(n_points) + 0.5
-    z, phi = 1 - 2 * i / n_points, np.pi * (1 + 5**0.5) * i  # Fibonacci sphere
-    U = np.column_stack([np.sqrt(1 - z**2) * np.cos(phi), np.sqrt(1 - z**2) * np.sin(phi), z])  # (n, 3)
-    G = U @ sum_zero_basis(4)  # logits (n, 4), sum zero
-    order = _desc_order(G)[:, :k]
-    cols = [coalition_color(sorted(S), 4) for S in order.tolist()]
-    ax.scatter(*U.T, c=cols, s=6, depthshade=False)
-    ax.set(xlabel="$u_1$", ylabel="$u_2$", zlabel="$u_3$")
+def plot_normal_fan4(ax, k: int, n_points: int = 90, elev: float = 20.0, azim: float = -60.0):
+    """Draw the normal fan of ``Delta(4, k)`` on the unit sphere of ``1^perp``, as solid cones.
+
+    Each direction ``u`` (orthonormal coordinates of ``1^perp``, as in :func:`plot_hypersimplex4`)
+    gets the colour of its active set ``S_k(B^T u)``; the walls ``g_i = g_j`` between two cones
+    (``i`` in ``S``, ``j`` not) are drawn as black arcs on the visible hemisphere, and each cone is
+    labelled by its set at its centre, the direction of the vertex ``1_S`` (the normal cone of a
+    vertex of this symmetric polytope contains the vertex's own direction).
+
+    Parameters
+    ----------
+    ax : mpl_toolkits.mplot3d.Axes3D
+    k : int
+        Active experts, ``1 <= k <= 3``.
+    n_points : int
+        Grid points along each angle of the sphere's surface (at least 8 are used).
+    elev, azim : float
+        View angles (degrees), shared with the polytope panel.
+    """
+    k = check_k(k, 4)
+    resolution = max(8, check_positive_int("n_points", n_points))
+    B = sum_zero_basis(4)  # (3, 4)
+    theta, phi = np.meshgrid(np.linspace(0, np.pi, resolution), np.linspace(0, 2 * np.pi, 2 * resolution))
+    X, Y, Z = np.sin(theta) * np.cos(phi), np.sin(theta) * np.sin(phi), np.cos(theta)  # (2R, R) each
+    # Colour each surface patch by the active set at its centre.
+    C = np.stack([X, Y, Z], -1)
+    centres = (C[:-1, :-1] + C[1:, 1:] + C[1:, :-1] + C[:-1, 1:]) / 4  # (2R-1, R-1, 3)
+    S = np.sort(_desc_order(centres @ B)[..., :k], -1)  # (2R-1, R-1, k)
+    cache = {}
+    face = np.empty(S.shape[:2] + (3,))
+    for idx in np.ndindex(S.shape[:2]):
+        key = tuple(S[idx])
+        if key not in cache:
+            cache[key] = coalition_color(key, 4)
+        face[idx] = cache[key]
+    ax.computed_zorder = False  # draw in call order: the sphere, then walls and labels on it
+    ax.plot_surface(X, Y, Z, facecolors=face, shade=False, rstride=1, cstride=1, linewidth=0,
+                    antialiased=False, zorder=1)
+    # Walls: arcs of the great circles g_i = g_j where i and j sit at places k and k+1.
+    e, a = np.radians(elev), np.radians(azim)
+    view = np.array([np.cos(e) * np.cos(a), np.cos(e) * np.sin(a), np.sin(e)])
+    t = np.linspace(0, 2 * np.pi, 721)
+    for i, j in itertools.combinations(range(4), 2):
+        n = B[:, i] - B[:, j]
+        e1 = np.linalg.svd(n[None])[2][1:]  # (2, 3): orthonormal basis of n^perp
+        U = 1.003 * (np.cos(t)[:, None] * e1[0] + np.sin(t)[:, None] * e1[1])  # (721, 3)
+        G = U @ B  # (721, 4)
+        others = [m for m in range(4) if m not in (i, j)]
+        above = (G[:, others] > G[:, [i]]).sum(1)
+        keep = (above == k - 1) & (U @ view > 0)
+        U[~keep] = np.nan
+        ax.plot(*U.T, color="k", lw=1.5, zorder=3)
+    for Sk in itertools.combinations(range(4), k):
+        v = B @ (np.isin(np.arange(4), Sk) - k / 4)
+        v = v / np.linalg.norm(v)
+        if v @ view > -0.2:
+            ax.text(*(1.08 * v), "{" + ",".join(map(str, Sk)) + "}", fontsize=7, ha="center",
+                    va="center", zorder=10)
+    ax.view_init(elev=elev, azim=azim)
+    ax.set_box_aspect((1, 1, 1))
+    ax.set(xlabel="$u_1$", ylabel="$u_2$", zlabel="$u_3$", xlim=(-1, 1), ylim=(-1, 1), zlim=(-1, 1))
     return ax

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from moe_theory import MoE, fit_regressor, mse, show_source, expert_colors
-from moe_theory.primer import (active_set_ids, piece_purity, quadrant, routing_grid, toy_dataset, toy_target,
-                               train_toy_moe)
+from moe_theory.primer import (TOY_AUX_WEIGHT, active_set_ids, piece_agreement, quadrant, routing_grid,
+                               spread_gate, toy_dataset, toy_target, train_toy_moe)
 
 
 def test_toy_target_is_the_stated_piecewise_function():
@@ -31,17 +31,69 @@ def test_train_toy_moe_is_deterministic_and_learns():
     assert set(r1.snapshots) == {0, 60} and r1.snapshots[0]["top1"].shape == (20, 20)
 
 
-def test_piece_purity_is_one_for_a_quadrant_router_and_low_for_one_expert():
+def _quadrant_grid(resolution=64):
     layer = MoE(2, 4, 4, 1, device="cpu", dtype=torch.float64)
     with torch.no_grad():
         layer.router.weight.copy_(torch.tensor([[1.0, 1.0], [-1.0, 1.0], [-1.0, -1.0], [1.0, -1.0]]))
         layer.router.bias.zero_()
-    grid = routing_grid(layer, resolution=64)
-    assert piece_purity(grid) == pytest.approx(1.0)
-    grid["top1"] = np.zeros((64, 64), dtype=int)
-    assert piece_purity(grid) == pytest.approx(1.0)  # one expert for all four pieces: merged, still pure
-    grid["top1"] = (np.indices((64, 64))[1] % 2)  # stripes: half the square disagrees
-    assert piece_purity(grid) == pytest.approx(0.5)
+    return routing_grid(layer, resolution=resolution)
+
+
+def test_piece_agreement_is_one_for_a_quadrant_router_and_cannot_be_gamed_by_one_expert():
+    grid = _quadrant_grid()
+    assert piece_agreement(grid) == pytest.approx(1.0)
+    grid["top1"] = np.array([3, 0, 1, 2])[grid["top1"]]  # relabelled experts: still the pieces
+    assert piece_agreement(grid) == pytest.approx(1.0)
+    grid["top1"] = np.zeros((64, 64), dtype=int)  # collapsed router: one expert gets one piece only
+    assert piece_agreement(grid) == pytest.approx(0.25)
+    grid["top1"] = np.where(np.indices((64, 64))[0] < 32, 0, 1)  # two experts, one per half plane
+    assert piece_agreement(grid) == pytest.approx(0.5)
+
+
+def test_piece_agreement_matches_a_brute_force_over_all_matchings():
+    import itertools
+
+    rng = np.random.default_rng(0)
+    grid = _quadrant_grid(24)
+    piece = grid["top1"].copy()  # the quadrant router's labels are the pieces themselves
+    for n_experts in (2, 4, 6):
+        top1 = rng.integers(0, n_experts, size=(24, 24))
+        follow = rng.random((24, 24)) < 0.5  # half the points routed by their piece
+        top1[follow] = piece[follow] % n_experts
+        grid.update(top1=top1, n_experts=n_experts)
+        C = np.array([[np.sum((top1 == i) & (piece == p)) for p in range(4)] for i in range(n_experts)])
+        brute = max(sum(C[e, p] for p, e in zip(range(4), perm) if e is not None)
+                    for perm in itertools.permutations(list(range(n_experts)) + [None] * 4, 4))
+        assert piece_agreement(grid) == pytest.approx(brute / top1.size)
+
+
+def test_spread_gate_gives_every_expert_an_equal_cone():
+    for seed in range(5):
+        layer = spread_gate(MoE(2, 4, 4, 1, device="cpu", dtype=torch.float64), seed=seed)
+        top1 = routing_grid(layer, resolution=200)["top1"]
+        shares = np.bincount(top1.ravel(), minlength=4) / top1.size
+        assert np.all(shares > 0.15), shares  # alive, and roughly a quarter each on the square
+        assert torch.equal(layer.router.bias, torch.zeros(4, dtype=torch.float64))
+    a = spread_gate(MoE(2, 4, 4, 1, device="cpu"), seed=1).router.weight
+    b = spread_gate(MoE(2, 4, 4, 1, device="cpu"), seed=1).router.weight
+    assert torch.equal(a, b)
+    with pytest.raises(TypeError, match="model must be an MoE with d_model = 2"):
+        spread_gate(MoE(3, 4, 4, 1, device="cpu"), seed=0)
+    with pytest.raises(ValueError, match="scale must be > 0.0"):
+        spread_gate(MoE(2, 4, 4, 1, device="cpu"), seed=0, scale=0.0)
+
+
+@pytest.mark.slow
+def test_trained_toy_regions_follow_the_pieces_over_seeds(one_thread):
+    """The chapter's claim: the trained top-1 router cuts the plane along the four quadrants,
+    every expert in use, for each of several seeds (the chapter's table shows seeds 0-5)."""
+    assert TOY_AUX_WEIGHT == 0.1
+    for seed in (0, 1, 2):
+        model, result = train_toy_moe(seed=seed, device="cpu")
+        grid = routing_grid(model, resolution=100)
+        assert len(np.unique(grid["top1"])) == 4, seed
+        assert piece_agreement(grid) >= 0.8, (seed, piece_agreement(grid))
+        assert result.losses[-1] < 0.05
 
 
 def test_active_set_ids_rank_subsets_lexicographically():
@@ -73,7 +125,9 @@ def test_primer_functions_reject_bad_input():
     with pytest.raises(ValueError, match="snapshot_steps must satisfy"):
         train_toy_moe(steps=5, snapshot_steps=(9,), device="cpu")
     with pytest.raises(ValueError, match=r"grid\['top1'\] must be a 2-D label image"):
-        piece_purity({"top1": np.zeros(4), "extent": (-1, 1, -1, 1)})
+        piece_agreement({"top1": np.zeros(4), "extent": (-1, 1, -1, 1)})
+    with pytest.raises(ValueError, match="gate_init must be one of"):
+        train_toy_moe(gate_init="zeros", steps=1)
 
 
 def test_fit_regressor_reduces_loss_and_validates():
