@@ -160,9 +160,8 @@ def noisy_topk_load_loss(clean_logits: torch.Tensor, noisy_logits: torch.Tensor,
     return cv_squared(prob.sum(0))
 
 
-def biased_topk_route(router_logits: torch.Tensor, bias: torch.Tensor, k: int, *,
-                      weighting: str = "softmax") -> tuple[torch.Tensor, torch.Tensor]:
-    """Top-k *selection* on ``g + beta``, routing *weights* from ``g`` alone (auxiliary-loss-free).
+def biased_topk_route(router_logits, bias, k: int, *, weighting: str = "softmax"):
+    """Top-k *selection* on ``g + beta``, routing *weights* from ``g`` alone.
 
     Parameters
     ----------
@@ -187,19 +186,19 @@ def biased_topk_route(router_logits: torch.Tensor, bias: torch.Tensor, k: int, *
     arXiv:2408.15664, eq. (3); DeepSeek-V3, arXiv:2412.19437, Section 2.1.2 (there with sigmoid
     affinities; here with the softmax router of this book).
     """
-    g = _logits(router_logits)
-    beta = check_tensor("bias", bias, shape=(g.shape[1],), ndim=1)
+    g = _logits(router_logits)  # (T, N)
+    beta = check_tensor("bias", bias, shape=(g.shape[1],), ndim=1)  # (N,)
     k = check_k(k, g.shape[1], n_name="router_logits.shape[1]")
     weighting = check_choice("weighting", weighting, ("softmax", "renormalized"))
-    idx = topk_route((g + beta).detach(), k)[0]  # (T, k)
-    w = torch.softmax(g, -1).gather(-1, idx)  # (T, k)
+    idx = topk_route((g + beta).detach(), k)[0]  # (T, k): selection sees beta
+    w = torch.softmax(g, -1).gather(-1, idx)  # (T, k): weights do not
     if weighting == "renormalized":
         w = w / w.sum(-1, keepdim=True)
     return idx, w
 
 
-def aux_free_bias_update(bias: torch.Tensor, load: torch.Tensor, gamma: float) -> torch.Tensor:
-    """One step ``beta_i <- beta_i + gamma * sign(mean(c) - c_i)`` of auxiliary-loss-free balancing.
+def aux_free_bias_update(bias, load, gamma: float) -> torch.Tensor:
+    """One step ``beta_i <- beta_i + gamma * sign(mean(c) - c_i)`` of loss-free balancing.
 
     Parameters
     ----------
@@ -215,10 +214,11 @@ def aux_free_bias_update(bias: torch.Tensor, load: torch.Tensor, gamma: float) -
     torch.Tensor, shape (N,)
         The new bias (a new tensor; ``bias`` is not modified).
     """
-    beta = check_tensor("bias", bias, ndim=1)
-    c = check_tensor("load", load, shape=tuple(beta.shape), ndim=1, floating=False).to(beta.dtype)
+    beta = check_tensor("bias", bias, ndim=1)  # (N,)
+    c = check_tensor("load", load, shape=tuple(beta.shape), ndim=1, floating=False)
     gamma = check_real("gamma", gamma, minimum=0.0)
-    return beta + gamma * torch.sign(c.mean() - c)
+    c = c.to(beta.dtype)  # token counts c_i
+    return beta + gamma * torch.sign(c.mean() - c)  # raise under-loaded experts
 
 
 def ghost_batch_logits(n_experts: int, n_ghosts: int, *, eps: float = 1e-3,

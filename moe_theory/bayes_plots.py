@@ -11,7 +11,7 @@ from ._validation import check_int, check_positive_int, check_positive_real
 from .plotting import expert_colors
 
 __all__ = ["plot_truncation", "simplex_grid", "plot_switch_simplex", "plot_training_curves",
-           "plot_em_history"]
+           "plot_em_history", "plot_aggregate_split"]
 
 
 def plot_truncation(routers: dict, *, ax=None):
@@ -62,7 +62,13 @@ def plot_switch_simplex(n: int = 90):
     Right: ``3 sum_i l_i P_bar_i`` for the batch of two tokens ``p = (p_1, p_2, p_3)`` and
     ``p' = (p_1, p_3, p_2)`` (experts 2 and 3 swapped), at each ``p`` of the simplex; the contour
     marks the value 1 that every batch with uniform load has. Its minimum, ``3/4``, lies at
-    ``p -> (1/2, 1/2, 0)``: the ghost construction with one ghost expert.
+    ``p -> (1/2, 0, 1/2)``: the ghost construction with one ghost expert.
+
+    Returns
+    -------
+    fig : Figure
+    hard_min : float
+        The smallest hard loss on the grid.
     """
     import matplotlib.pyplot as plt
     import matplotlib.tri as mtri
@@ -84,13 +90,18 @@ def plot_switch_simplex(n: int = 90):
         best = int(np.argmin(val))
         ax.plot(*xy[best], "r*", ms=10, label=f"min {val[best]:.3f}")
         ax.set_aspect("equal"), ax.set_xticks([]), ax.set_yticks([])
-        for (cx, cy), name in zip([(0, 0), (1, 0), (0.5, 0.866)], ["1", "2", "3"]):
-            ax.annotate(f"expert {name}", (cx, cy), ha="center", va="top" if cy < 0.5 else "bottom", fontsize=8)
+        ax.set_xlim(-0.12, 1.12), ax.set_ylim(-0.14, 0.98)
+        for spine in ax.spines.values():
+            spine.set_visible(False)
+        for (cx, cy, va), name in zip([(0, -0.02, "top"), (1, -0.02, "top"), (0.5, 0.88, "bottom")],
+                                      ["expert 1", "expert 2", "expert 3"]):
+            ax.text(cx, cy, name, ha="center", va=va, fontsize=8)
         ax.set_title(title, fontsize=9)
-        ax.legend(loc="upper left", fontsize=7)
+        ax.legend(loc="upper right", fontsize=7)
     fig.colorbar(im, ax=axes, shrink=0.8, label="loss value")
-    fig.suptitle("Relaxed Switch loss is smallest at uniform $\\bar P$; the hard loss dips to 3/4", fontsize=10)
-    return fig
+    fig.suptitle("Relaxed Switch loss is smallest at uniform $\\bar P$;\n"
+                 "the hard loss falls below 1, towards 3/4", fontsize=10)
+    return fig, float(hard.min())
 
 
 def plot_training_curves(histories: dict):
@@ -146,9 +157,43 @@ def plot_em_history(runs: list):
         axes[2].plot(it, h.agreement, **kw)
     axes[0].set_ylabel("nats per token"), axes[0].legend(fontsize=7)
     axes[1].set_ylabel(r"$\mathrm{KL}(r\,\|\,p)$ (nats)")
-    axes[2].set_ylabel(r"share $\arg\max r = \arg\max p$")
-    for ax, title in zip(axes, ["likelihood and sparse bound", "router vs posterior", "top-1 agreement"]):
+    axes[2].set_ylabel("share of tokens")
+    titles = ["likelihood and sparse bound", "router vs posterior",
+              "argmax r = argmax p"]
+    for ax, title in zip(axes, titles):
         ax.set_xlabel("EM iteration"), ax.set_title(title, fontsize=9)
     fig.suptitle("EM: the router learns to predict the posterior over experts", fontsize=10)
     fig.tight_layout()
+    return fig
+
+
+def plot_aggregate_split(batches: dict):
+    """Bars ``I(X; Z)`` + ``log N - H(P_bar)`` per batch, with ``mean_t KL(p(x_t) || u)`` as a tick.
+
+    Parameters
+    ----------
+    batches : dict
+        Label -> router probabilities of a batch, shape ``(T, N)``.
+    """
+    import matplotlib.pyplot as plt
+
+    from .bayes import kl_divergence, marginal_entropy, routing_mutual_information
+
+    if not isinstance(batches, dict) or not batches:
+        raise TypeError("batches must be a non-empty dict label -> (T, N) probabilities")
+    fig, ax = plt.subplots(figsize=(5.8, 2.6))
+    for j, (name, p) in enumerate(batches.items()):
+        N = p.shape[-1]
+        mi = float(routing_mutual_information(p))
+        imbalance = math.log(N) - float(marginal_entropy(p))
+        mean_kl = float(kl_divergence(p, torch.full_like(p, 1.0 / N)).mean())
+        ax.barh(j, mi, color="C0", label="$I(X;Z)$" if j == 0 else None)
+        ax.barh(j, imbalance, left=mi, color="C1",
+                label=r"$\log N - H(\bar P)$" if j == 0 else None)
+        ax.plot(mean_kl, j, "k|", ms=28, mew=2,
+                label=r"mean KL$(p(x)\,\|\,u)$" if j == 0 else None)
+    ax.set_yticks(range(len(batches)), list(batches))
+    ax.set_xlabel("nats")
+    ax.set_title("Mean divergence from uniform = information + imbalance", fontsize=10)
+    ax.legend(fontsize=8, loc="lower right")
     return fig
