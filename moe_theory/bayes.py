@@ -94,7 +94,8 @@ def topk_posterior(p, k: int) -> torch.Tensor:
     k = check_k(k, p.shape[-1], n_name="p.shape[-1]")
     idx = topk_route(p, k)[0]  # (..., k)
     mass = p.gather(-1, idx)  # (..., k)
-    return torch.zeros_like(p).scatter(-1, idx, mass / mass.sum(-1, keepdim=True))
+    q = mass / mass.sum(-1, keepdim=True)  # (..., k) renormalised on S_k
+    return torch.zeros_like(p).scatter(-1, idx, q)
 
 
 def kl_divergence(q, p) -> torch.Tensor:
