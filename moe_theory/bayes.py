@@ -333,7 +333,7 @@ def channel_capacity(W, *, tol: float = 1e-10, max_iter: int = 10_000) -> tuple[
     >>> round(channel_capacity(np.eye(3))[0], 6) == round(np.log(3), 6)
     True
     """
-    W = _check_probs("W", W, ndim=2).double().numpy()
+    W = _check_probs("W", W, ndim=2).detach().cpu().double().numpy()  # (m, N)
     tol = check_real("tol", tol, minimum=0.0, allow_equal_min=False)
     max_iter = check_int("max_iter", max_iter, minimum=1)
     rho = np.full(W.shape[0], 1.0 / W.shape[0])

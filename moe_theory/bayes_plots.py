@@ -88,16 +88,16 @@ def plot_switch_simplex(n: int = 90):
         im = ax.tricontourf(tri, val, levels=np.linspace(0.75, 3.0, 19), cmap="viridis")
         ax.tricontour(tri, val, levels=[1.0], colors="w", linewidths=1.2)
         best = int(np.argmin(val))
-        ax.plot(*xy[best], "r*", ms=10, label=f"min {val[best]:.3f}")
+        ax.plot(*xy[best], "r*", ms=10)
         ax.set_aspect("equal"), ax.set_xticks([]), ax.set_yticks([])
-        ax.set_xlim(-0.12, 1.12), ax.set_ylim(-0.14, 0.98)
+        ax.set_xlim(-0.12, 1.12), ax.set_ylim(-0.14, 1.0)
         for spine in ax.spines.values():
             spine.set_visible(False)
-        for (cx, cy, va), name in zip([(0, -0.02, "top"), (1, -0.02, "top"), (0.5, 0.88, "bottom")],
+        for (cx, cy, va), name in zip([(0, -0.02, "top"), (1, -0.02, "top"), (0.5, 0.875, "bottom")],
                                       ["expert 1", "expert 2", "expert 3"]):
             ax.text(cx, cy, name, ha="center", va=va, fontsize=8)
         ax.set_title(title, fontsize=9)
-        ax.legend(loc="upper right", fontsize=7)
+        ax.set_xlabel(f"red star: grid minimum {val[best]:.3f}", fontsize=8, labelpad=12)
     fig.colorbar(im, ax=axes, shrink=0.8, label="loss value")
     fig.suptitle("Relaxed Switch loss is smallest at uniform $\\bar P$;\n"
                  "the hard loss falls below 1, towards 3/4", fontsize=10)

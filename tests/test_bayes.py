@@ -458,3 +458,28 @@ def test_cor_bayes_truncation_vs_information(seed, T, N, data, scale):
     hzx = float(bayes.routing_entropy(p))
     assert mean_kl <= min(hzx, math.log(N / k)) + 1e-12
     assert hzx <= math.log(N) - float(bayes.routing_mutual_information(p)) + 1e-12
+
+
+def test_bad_plot_input_is_refused():
+    from moe_theory import bayes_plots as bp
+
+    with pytest.raises(TypeError, match="routers must be a non-empty dict"):
+        bp.plot_truncation([])
+    with pytest.raises(ValueError, match="n must be >= 2"):
+        bp.simplex_grid(1)
+    with pytest.raises(TypeError, match="histories must be a non-empty dict"):
+        bp.plot_training_curves({})
+    with pytest.raises(TypeError, match="runs must be a non-empty list of EMHistory"):
+        bp.plot_em_history(())
+    with pytest.raises(TypeError, match="batches must be a non-empty dict"):
+        bp.plot_aggregate_split(None)
+    with pytest.raises(TypeError, match="n must be an integer"):
+        bp.plot_switch_simplex(n=2.5)
+
+
+def test_simplex_grid_points_are_distributions():
+    from moe_theory import bayes_plots as bp
+
+    bary, xy = bp.simplex_grid(10)
+    assert bary.shape == (66, 3) and xy.shape == (66, 2)
+    assert np.allclose(bary.sum(1), 1) and bary.min() >= 0
