@@ -21,6 +21,9 @@ __all__ = [
 ]
 
 
+_WEIGHTINGS = ("softmax", "renormalized")
+
+
 def _logits(router_logits) -> torch.Tensor:
     g = check_tensor("router_logits", router_logits, ndim=2)
     if g.shape[0] == 0:
@@ -160,7 +163,7 @@ def noisy_topk_load_loss(clean_logits: torch.Tensor, noisy_logits: torch.Tensor,
     return cv_squared(prob.sum(0))
 
 
-def biased_topk_route(router_logits, bias, k: int, *, weighting: str = "softmax"):
+def biased_topk_route(router_logits, bias, k: int, *, weighting="softmax"):
     """Top-k *selection* on ``g + beta``, routing *weights* from ``g`` alone.
 
     Parameters
@@ -189,7 +192,7 @@ def biased_topk_route(router_logits, bias, k: int, *, weighting: str = "softmax"
     g = _logits(router_logits)  # (T, N)
     beta = check_tensor("bias", bias, shape=(g.shape[1],), ndim=1)  # (N,)
     k = check_k(k, g.shape[1], n_name="router_logits.shape[1]")
-    weighting = check_choice("weighting", weighting, ("softmax", "renormalized"))
+    weighting = check_choice("weighting", weighting, _WEIGHTINGS)
     idx = topk_route((g + beta).detach(), k)[0]  # (T, k): selection sees beta
     w = torch.softmax(g, -1).gather(-1, idx)  # (T, k): weights do not
     if weighting == "renormalized":
@@ -215,7 +218,7 @@ def aux_free_bias_update(bias, load, gamma: float) -> torch.Tensor:
         The new bias (a new tensor; ``bias`` is not modified).
     """
     beta = check_tensor("bias", bias, ndim=1)  # (N,)
-    c = check_tensor("load", load, shape=tuple(beta.shape), ndim=1, floating=False)
+    c = check_tensor("load", load, shape=beta.shape, ndim=1, floating=False)
     gamma = check_real("gamma", gamma, minimum=0.0)
     c = c.to(beta.dtype)  # token counts c_i
     return beta + gamma * torch.sign(c.mean() - c)  # raise under-loaded experts
