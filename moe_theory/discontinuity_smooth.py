@@ -23,7 +23,7 @@ from ._validation import check_choice, check_int, check_k, check_positive_int, c
 __all__ = [
     "log_smoothing_ramp", "smoothing_ramp", "smoothed_topk_weights", "band_count", "budget_loss",
     "topk_softmax_weights", "SmoothMoE", "two_moons", "train_classifier", "noise_robustness",
-    "compare_routers", "median_range",
+    "compare_routers", "comparison_table", "median_range",
 ]
 
 
@@ -182,7 +182,8 @@ class SmoothMoE(nn.Module):
         N, m, D = self.n_experts, self.d_hidden, self.d_model
         self.gate_weight, self.gate_bias = nn.Parameter(torch.empty(N, D, **fk)), nn.Parameter(torch.empty(N, **fk))
         self.w1, self.b1 = nn.Parameter(torch.empty(N, m, D, **fk)), nn.Parameter(torch.empty(N, m, **fk))
-        self.w2, self.b2 = nn.Parameter(torch.empty(N, self.d_out, m, **fk)), nn.Parameter(torch.empty(N, self.d_out, **fk))
+        self.w2 = nn.Parameter(torch.empty(N, self.d_out, m, **fk))
+        self.b2 = nn.Parameter(torch.empty(N, self.d_out, **fk))
         self.theta = nn.Parameter(torch.tensor(theta0, **fk), requires_grad=self.router == "smooth")
         self.reset_parameters(generator)
 
@@ -193,6 +194,13 @@ class SmoothMoE(nn.Module):
             for p, fan in ((self.gate_weight, self.d_model), (self.gate_bias, self.d_model), (self.w1, self.d_model),
                            (self.b1, self.d_model), (self.w2, self.d_hidden), (self.b2, self.d_hidden)):
                 p.copy_((torch.rand(p.shape, generator=gen, dtype=torch.float64) * 2 - 1) / math.sqrt(fan))
+
+    def set_gate(self, W, b) -> "SmoothMoE":
+        """Copy a router ``g(x) = W x + b`` (arrays of shape (N, D) and (N,)) into the gate; returns self."""
+        with torch.no_grad():
+            self.gate_weight.copy_(torch.as_tensor(np.asarray(W, dtype=float)))
+            self.gate_bias.copy_(torch.as_tensor(np.asarray(b, dtype=float)))
+        return self
 
     @property
     def eta(self) -> torch.Tensor:
@@ -324,6 +332,26 @@ def compare_routers(seeds=(0, 1, 2, 3, 4), *, n_train: int = 256, n_test: int = 
                          "robustness": rob[1:], "eta": hist["eta"][-1], "n_bar": hist["n_bar"][-1], "hist": hist,
                          "model": model})
     return runs
+
+
+def comparison_table(runs, noise_index: int = 1):
+    """Header and rows (median [min, max] over seeds, per router) of :func:`compare_routers`' runs.
+
+    ``noise_index`` picks the noise level (index into ``noise_levels``) of the RMS and 99th-percentile
+    columns; accuracy is reported at every noise level.
+    """
+    nus = [q["nu"] for q in runs[0]["robustness"]]
+    header = (["router", "train acc", "test acc"] + [f"acc nu={nu:g}" for nu in nus]
+              + [f"RMS change nu={nus[noise_index]:g}", f"p99 change nu={nus[noise_index]:g}",
+                 "final eta", "n_bar"])
+    rows = []
+    for router in ("topk", "smooth"):
+        R = [r for r in runs if r["router"] == router]
+        rows.append([router, median_range(r["train_acc"] for r in R), median_range(r["test_acc"] for r in R)]
+                    + [median_range(r["robustness"][j]["accuracy"] for r in R) for j in range(len(nus))]
+                    + [median_range(r["robustness"][noise_index][key] for r in R) for key in ("rms", "p99")]
+                    + [median_range(r["eta"] for r in R), median_range(r["n_bar"] for r in R)])
+    return header, rows
 
 
 def median_range(values, digits: int = 3) -> str:

@@ -276,6 +276,9 @@ def test_smoothing_ramp_closed_form_shape_and_max_slope():
     v = torch.linspace(0.04, 0.07, 20_001, dtype=torch.float64)
     slope = (sm.smoothing_ramp(v).diff() / v.diff()).max().item()
     assert slope == pytest.approx(17.756, abs=0.01)
+    ramp = sm.smoothing_ramp(torch.tensor([0.007, 0.0545, 0.056, 0.125], dtype=torch.float64)).tolist()
+    assert ramp[0] == pytest.approx(0.01, abs=2e-4) and ramp[3] == pytest.approx(0.99, abs=1e-3)
+    assert ramp[2] == pytest.approx(0.5, abs=0.02)
     # the reference's clamp at 1e-6: phi(u) ~ 1e-6 instead of ~u for 0 < u < 1e-6
     tiny = torch.tensor([1e-9], dtype=torch.float64)
     assert torch.exp(sm.log_smoothing_ramp(tiny, clamp=1e-6)).item() == pytest.approx(1e-6, rel=1e-3)
