@@ -23,7 +23,7 @@ from ._validation import check_choice, check_int, check_k, check_positive_int, c
 __all__ = [
     "log_smoothing_ramp", "smoothing_ramp", "smoothed_topk_weights", "band_count", "budget_loss",
     "topk_softmax_weights", "SmoothMoE", "two_moons", "train_classifier", "noise_robustness",
-    "compare_routers", "comparison_table", "median_range",
+    "compare_routers", "comparison_table", "posthoc_smoothing", "median_range",
 ]
 
 
@@ -220,9 +220,15 @@ class SmoothMoE(nn.Module):
             return topk_softmax_weights(g, self.k)
         return smoothed_topk_weights(g, self.k, self.eta if eta is None else eta)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, eta=None) -> torch.Tensor:
+        """``y(x)``; with ``eta`` given, route with the smoothed router of that width, whatever
+        ``router`` is (to smooth a trained top-k model after training)."""
         x = check_tensor("x", x, shape=(self.d_model,), ndim=2)
-        return torch.einsum("tn,tno->to", self.weights(x), self.expert_outputs(x))   # (T, d_out)
+        if eta is None:
+            pi = self.weights(x)                                                         # (T, N)
+        else:
+            pi = smoothed_topk_weights(self.logits(x), self.k, eta)                     # (T, N)
+        return torch.einsum("tn,tno->to", pi, self.expert_outputs(x))                   # (T, d_out)
 
     def extra_repr(self) -> str:
         return (f"d_model={self.d_model}, d_hidden={self.d_hidden}, n_experts={self.n_experts}, k={self.k}, "
@@ -334,24 +340,57 @@ def compare_routers(seeds=(0, 1, 2, 3, 4), *, n_train: int = 256, n_test: int = 
     return runs
 
 
-def comparison_table(runs, noise_index: int = 1):
+def comparison_table(runs, kind: str = "accuracy", noise_index: int = 1):
     """Header and rows (median [min, max] over seeds, per router) of :func:`compare_routers`' runs.
 
-    ``noise_index`` picks the noise level (index into ``noise_levels``) of the RMS and 99th-percentile
-    columns; accuracy is reported at every noise level.
+    ``kind="accuracy"``: training and test accuracy, and accuracy at every noise level.
+    ``kind="robustness"``: RMS and 99th percentile of the output change at the noise level
+    ``noise_levels[noise_index]``, the final ``eta`` and ``n_bar``.
     """
+    kind = check_choice("kind", kind, ("accuracy", "robustness"))
     nus = [q["nu"] for q in runs[0]["robustness"]]
-    header = (["router", "train acc", "test acc"] + [f"acc nu={nu:g}" for nu in nus]
-              + [f"RMS change nu={nus[noise_index]:g}", f"p99 change nu={nus[noise_index]:g}",
-                 "final eta", "n_bar"])
+    if kind == "accuracy":
+        header = ["router", "train acc", "test acc"] + [f"acc nu={v:g}" for v in nus]
+    else:
+        nu = nus[check_int("noise_index", noise_index, minimum=0, maximum=len(nus) - 1)]
+        header = ["router", f"RMS change nu={nu:g}", f"p99 change nu={nu:g}", "final eta", "n_bar"]
     rows = []
     for router in ("topk", "smooth"):
         R = [r for r in runs if r["router"] == router]
-        rows.append([router, median_range(r["train_acc"] for r in R), median_range(r["test_acc"] for r in R)]
-                    + [median_range(r["robustness"][j]["accuracy"] for r in R) for j in range(len(nus))]
-                    + [median_range(r["robustness"][noise_index][key] for r in R) for key in ("rms", "p99")]
-                    + [median_range(r["eta"] for r in R), median_range(r["n_bar"] for r in R)])
+        if kind == "accuracy":
+            rows.append([router, median_range(r["train_acc"] for r in R), median_range(r["test_acc"] for r in R)]
+                        + [median_range(r["robustness"][j]["accuracy"] for r in R) for j in range(len(nus))])
+        else:
+            rows.append([router] + [median_range(r["robustness"][noise_index][key] for r in R) for key in ("rms", "p99")]
+                        + [median_range(r["eta"] for r in R), median_range(r["n_bar"] for r in R)])
     return header, rows
+
+
+def posthoc_smoothing(runs, etas, *, nu: float = 0.1, n_test: int = 1000):
+    """Smooth the trained top-k models of :func:`compare_routers` after training, at fixed widths.
+
+    For each ``eta`` (``0`` means plain top-k) and each top-k run, the same experts and gate are
+    routed with :func:`smoothed_topk_weights`; returns header and rows with test accuracy and the
+    RMS and 99th percentile of the change of class probabilities under noise ``nu``
+    (median [min, max] over seeds), and the mean number of experts with positive weight. Test data
+    and noise are drawn as in :func:`compare_routers`, so the ``eta = 0`` row repeats its top-k numbers.
+    """
+    nu = check_real("nu", nu, minimum=0.0)
+    rows = []
+    for eta in etas:
+        eta = check_real("etas", eta, minimum=0.0)
+        acc, rms, p99, nbar = [], [], [], []
+        for r in (r for r in runs if r["router"] == "topk"):
+            model = r["model"]
+            xt, yt = two_moons(n_test, seed=r["seed"] + 1000, device=model.w1.device)
+            f = model if eta == 0 else (lambda z, m=model, e=eta: m(z, eta=e))
+            q = noise_robustness(f, xt, yt, (0.0, nu), seed=r["seed"])
+            acc.append(q[0]["accuracy"]); rms.append(q[1]["rms"]); p99.append(q[1]["p99"])
+            with torch.no_grad():
+                g = model.logits(xt)
+            nbar.append(float(band_count(g, model.k, eta).float().mean()) if eta > 0 else float(model.k))
+        rows.append([eta, median_range(acc), median_range(rms), median_range(p99), median_range(nbar)])
+    return ["eta", "test acc", f"RMS change nu={nu:g}", f"p99 change nu={nu:g}", "n_bar"], rows
 
 
 def median_range(values, digits: int = 3) -> str:

@@ -384,6 +384,23 @@ def test_training_is_deterministic_and_learns(one_thread):
     assert smooth["eta"] != pytest.approx(0.1) and smooth["n_bar"] > 2
 
 
+def test_posthoc_smoothing_zero_width_repeats_top_k_and_forward_eta_is_the_smoothed_router(one_thread):
+    runs = sm.compare_routers(seeds=(0, 1), steps=30, n_train=64, n_test=100, noise_levels=(0.1,))
+    header, rows = sm.posthoc_smoothing(runs, [0.0, 0.5], nu=0.1, n_test=100)
+    acc_header, acc_rows = sm.comparison_table(runs, "accuracy")
+    rob_header, rob_rows = sm.comparison_table(runs, "robustness", noise_index=0)
+    assert rows[0][1] == acc_rows[0][2] and rows[0][2] == rob_rows[0][1] and rows[0][3] == rob_rows[0][2]
+    assert float(rows[1][4].split()[0]) >= 2
+    model = next(r["model"] for r in runs if r["router"] == "topk")
+    smooth = sm.SmoothMoE(2, 8, 4, 2, 2, router="smooth", eta_init=0.5)
+    smooth.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        smooth.theta.fill_(math.log(math.expm1(0.5)))
+        x = sm.two_moons(50, seed=3)[0]
+        torch.testing.assert_close(model(x, eta=0.5), smooth(x))
+        torch.testing.assert_close(model(x, eta=1e-9), model(x))
+
+
 def test_noise_robustness_zero_noise_and_median_range():
     m = sm.SmoothMoE(2, 4, 4, 2, 2)
     x, y = sm.two_moons(100, seed=0)
@@ -448,6 +465,8 @@ def test_bad_input_messages():
          lambda: sm.noise_robustness(sm.SmoothMoE(2, 4, 4, 2, 2), *sm.two_moons(10), [0.1], n_draws=0)),
         (ValueError, "seeds must be >= 0", lambda: sm.compare_routers(seeds=(-1,))),
         (ValueError, "values must contain at least one", lambda: sm.median_range([])),
+        (ValueError, "kind must be one of", lambda: sm.comparison_table([{"robustness": [{"nu": 0.1}]}], "bad")),
+        (ValueError, "etas must be >= 0", lambda: sm.posthoc_smoothing([], [-1.0])),
         (ValueError, "W must have shape", lambda: dp.plot_order_map(None, np.zeros((4, 3)), b, 2)),
         (ValueError, "x0 must have 1 dimensions", lambda: dp.line_cut(_toy_moe(0)[0], np.zeros((1, 2)),
                                                                         np.ones(2), np.zeros(3))),
