@@ -60,6 +60,11 @@ def near_order_thresholds(logits, k):
     Returns
     -------
     numpy.ndarray, shape (..., N - 1)
+
+    Examples
+    --------
+    >>> near_order_thresholds([3.0, 1.0, 0.9, 0.0], 2)   # e_1 = 0.1, e_2 = min(2.1, 1.0)
+    array([0.1, 1. , 3. ])
     """
     g, k = _logits(logits, k)
     N = g.shape[-1]
@@ -115,13 +120,13 @@ def _box(box):
 def switching_segments(W, b, k, box=(-3.0, 3.0, -3.0, 3.0)):
     """The order-1 set of a planar router, exactly: the segments where a pair holds places k, k+1.
 
-    Each line ``g_a = g_b`` is clipped to the box and cut at its crossings with the other experts'
-    logits; a piece belongs to ``Sigma_1`` when exactly ``k - 1`` logits lie above ``g_a = g_b``.
+    Each line ``g_i = g_j`` is clipped to the box and cut at its crossings with the other experts'
+    logits; a piece belongs to ``Sigma_1`` when exactly ``k - 1`` logits lie above ``g_i = g_j``.
 
     Returns
     -------
-    list of (a, b, p, q)
-        Expert pair ``a < b`` and the segment's end points ``p, q`` (arrays of shape (2,)).
+    list of (i, j, p, q)
+        Expert pair ``i < j`` and the segment's end points ``p, q`` (arrays of shape (2,)).
     """
     W, b = _router(W, b)
     if W.shape[1] != 2:
@@ -230,10 +235,10 @@ def jump_across_surface(logits_fn, experts_fn, x_minus, x_plus, k, *, weighting=
 
     Bisects ``[x_minus, x_plus]`` for the point ``x*`` where ``S_k`` leaves ``S_k(g(x_minus))``, then
     returns the measured jump ``y(x+) - y(x-)`` between the final bracketing points and the closed
-    form of the book (order 1): ``pi_* (E_b(x*) - E_a(x*))``, where ``a`` leaves, ``b`` enters and
+    form of the book (order 1): ``pi_* (E_j(x*) - E_i(x*))``, where ``i`` leaves, ``j`` enters and
 
-    .. math:: \pi_* = \frac{e^{g_{(k)}}}{\sum_{j \in \mathcal A_0} e^{g_j} + e^{g_{(k)}}} \ \text{(TK-SM)},
-              \qquad \pi_* = \frac{e^{g_{(k)}}}{\sum_{j \le N} e^{g_j}} \ \text{(SM-TK)},
+    .. math:: \pi_* = \frac{e^{g_{(k)}}}{\sum_{l \in \mathcal A_0} e^{g_l} + e^{g_{(k)}}} \ \text{(TK-SM)},
+              \qquad \pi_* = \frac{e^{g_{(k)}}}{\sum_{l \le N} e^{g_l}} \ \text{(SM-TK)},
 
     with ``A_0`` the ``k - 1`` experts above the tie.
 
@@ -246,7 +251,7 @@ def jump_across_surface(logits_fn, experts_fn, x_minus, x_plus, k, *, weighting=
 
     Returns
     -------
-    dict with ``point``, ``measured``, ``predicted``, ``pair`` (a, b) and ``pi_star``.
+    dict with ``point``, ``measured``, ``predicted``, ``pair`` (i, j) and ``pi_star``.
     """
     weighting = check_choice("weighting", weighting, ("renormalized", "softmax"))
     n_bisect = check_positive_int("n_bisect", n_bisect)
@@ -466,6 +471,18 @@ def hitting_cdf_bounds(W, b, k, x0, t):
     Returns
     -------
     lower, upper : numpy.ndarray, shape of ``t``
+
+    Notes
+    -----
+    Reflection principle for the 1-D Brownian motion normal to each wall, and a union bound;
+    see the chapter's proposition ``prop-disc-hit-bounds``.
+
+    Examples
+    --------
+    >>> W, b = np.array([[1.0, 0.0], [-1.0, 0.0]]), np.zeros(2)   # one wall, x_1 = 0
+    >>> lo, hi = hitting_cdf_bounds(W, b, 1, np.array([0.3, 0.0]), np.array([0.5]))
+    >>> bool(np.isclose(lo[0], hi[0]))
+    True
     """
     W, b = _router(W, b)
     k = check_k(k, W.shape[0], n_name="N")

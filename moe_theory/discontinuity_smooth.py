@@ -98,6 +98,12 @@ def smoothed_topk_weights(logits: torch.Tensor, k: int, eta, a: float = 1.0, b: 
     Notes
     -----
     Tran Huu et al., ICML 2026 (arXiv:2606.19036); public code ``thotranhuu99/Smooth_SMoE``.
+
+    Examples
+    --------
+    >>> g = torch.tensor([1.0, 0.0, -0.45, -3.0], dtype=torch.float64)
+    >>> smoothed_topk_weights(g, 2, 0.5).numpy().round(4)   # expert 2 is in the band
+    array([0.6286, 0.2312, 0.1402, 0.    ])
     """
     g = check_tensor("logits", logits, min_ndim=1)
     k = check_k(k, g.shape[-1], n_name="logits.shape[-1]")

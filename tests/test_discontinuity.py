@@ -474,3 +474,9 @@ def test_bad_input_messages():
     for exc, msg, fn in cases:
         with pytest.raises(exc, match=msg):
             fn()
+
+
+def test_docstring_examples_run():
+    import doctest
+    for module in (dc, sm):
+        assert doctest.testmod(module).failed == 0
