@@ -13,7 +13,7 @@ from . import discontinuity as dc
 from .discontinuity_smooth import SmoothMoE, band_count, smoothed_topk_weights, topk_softmax_weights
 from ._validation import check_array, check_k
 
-__all__ = ["plot_order_map", "line_cut", "plot_line_cut", "plot_first_hits"]
+__all__ = ["plot_order_map", "crossing_line", "line_cut", "plot_line_cut", "plot_first_hits"]
 
 ORDER_COLORS = {1: "black", 2: "#d62728", 3: "#9467bd"}
 
@@ -53,6 +53,20 @@ def plot_order_map(ax, W, b, k, *, half_width=2.0, center=(0.0, 0.0), resolution
         ax.plot(pts[:, 0], pts[:, 1], "o", color=ORDER_COLORS[2], ms=5, mec="white", label="order 2")
     ax.set(xlim=box[:2], ylim=box[2:], xlabel="$x_1$", ylabel="$x_2$", aspect="equal")
     return segs, pts
+
+
+def crossing_line(W, segments, *, offset=0.6):
+    """A line across the longest segment of ``Sigma_1``: start ``x0`` and unit direction ``v``.
+
+    ``x0`` is the segment's midpoint moved back by ``offset`` along the unit normal ``v`` of the
+    wall ``g_i = g_j``, so ``x0 + t v`` crosses the wall at ``t = offset``.
+    """
+    W = check_array("W", W, shape=(None, 2), ndim=2)
+    if not len(segments):
+        raise ValueError("segments must contain at least one segment of Sigma_1, got none")
+    i, j, p, q = max(segments, key=lambda s: np.linalg.norm(s[3] - s[2]))
+    v = (W[i] - W[j]) / np.linalg.norm(W[i] - W[j])
+    return (p + q) / 2 - offset * v, v
 
 
 @torch.no_grad()

@@ -416,6 +416,9 @@ def test_plots_draw(one_thread):
     fig, ax = plt.subplots()
     segs, pts = dp.plot_order_map(ax, W, b, 2, eps=0.1, resolution=40)
     assert len(segs) == len(dc.switching_segments(W, b, 2, (-2, 2, -2, 2))) and len(ax.lines) >= len(segs)
+    x0, v = dp.crossing_line(W, segs, offset=0.3)
+    g0, g1 = (x0 + 0.29 * v) @ W.T + b, (x0 + 0.31 * v) @ W.T + b
+    assert not np.array_equal(np.sort(np.argsort(-g0)[:2]), np.sort(np.argsort(-g1)[:2]))
     moe, _, _ = _toy_moe(0)
     yt, ys, n = dp.line_cut(moe, [0.0, 0.0], [1.0, 0.0], np.linspace(-1, 1, 50), eta=0.5)
     assert yt.shape == ys.shape == n.shape == (50,) and n.min() >= 2
@@ -468,6 +471,7 @@ def test_bad_input_messages():
         (ValueError, "kind must be one of", lambda: sm.comparison_table([{"robustness": [{"nu": 0.1}]}], "bad")),
         (ValueError, "etas must be >= 0", lambda: sm.posthoc_smoothing([], [-1.0])),
         (ValueError, "W must have shape", lambda: dp.plot_order_map(None, np.zeros((4, 3)), b, 2)),
+        (ValueError, "segments must contain at least one", lambda: dp.crossing_line(W, [])),
         (ValueError, "x0 must have 1 dimensions", lambda: dp.line_cut(_toy_moe(0)[0], np.zeros((1, 2)),
                                                                         np.ones(2), np.zeros(3))),
     ]
