@@ -46,11 +46,15 @@ def _router(W, b):
 def near_order_thresholds(logits, k):
     r"""The smallest tolerance at which each order ``r = 1..N-1`` is reached.
 
-    .. math:: e_r(g) = \min_{\max(1, k-r+1) \le j \le k} \big(g_{(j)} - g_{(j+r)}\big),
+    .. math::
 
-    the spread of the tightest block of ``r + 1`` consecutive sorted logits that covers places
-    ``k`` and ``k + 1``. ``e_r`` is nondecreasing in ``r``; ``e_1 = delta_k``. For ``k = N`` there is
-    no cut and every ``e_r`` is ``inf``.
+        e_r(g) = \min_{\max(1, k-r+1) \le j \le k}
+                 \big(g_{(j)} - g_{(j+r)}\big),
+
+    the spread of the tightest block of ``r + 1`` consecutive sorted
+    logits that covers places ``k`` and ``k + 1``. ``e_r`` is nondecreasing
+    in ``r`` and ``e_1 = delta_k``. For ``k = N`` there is no cut: every
+    ``e_r`` is ``inf``.
 
     Parameters
     ----------
@@ -63,18 +67,19 @@ def near_order_thresholds(logits, k):
 
     Examples
     --------
-    >>> near_order_thresholds([3.0, 1.0, 0.9, 0.0], 2)   # e_1 = 0.1, e_2 = min(2.1, 1.0)
+    >>> near_order_thresholds([3.0, 1.0, 0.9, 0.0], 2)
     array([0.1, 1. , 3. ])
     """
     g, k = _logits(logits, k)
     N = g.shape[-1]
-    s = -np.sort(-g, axis=-1)                                   # (..., N) descending
+    s = -np.sort(-g, axis=-1)                       # (..., N) descending
     out = np.full(g.shape[:-1] + (max(N - 1, 0),), np.inf)
     if k == N:
         return out
     for r in range(1, N):
-        js = range(max(1, k - r + 1), min(k, N - r) + 1)        # 1-based block starts
-        out[..., r - 1] = np.min(np.stack([s[..., j - 1] - s[..., j + r - 1] for j in js], 0), 0)
+        starts = range(max(1, k - r + 1), min(k, N - r) + 1)   # 1-based j
+        spreads = [s[..., j - 1] - s[..., j + r - 1] for j in starts]
+        out[..., r - 1] = np.min(np.stack(spreads, 0), 0)
     return out
 
 

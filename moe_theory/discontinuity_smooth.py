@@ -63,18 +63,23 @@ def _kth_largest(g: torch.Tensor, k: int) -> torch.Tensor:
     return torch.topk(g.detach(), k, dim=-1).values[..., k - 1:k]          # (..., 1), no gradient
 
 
-def smoothed_topk_weights(logits: torch.Tensor, k: int, eta, a: float = 1.0, b: float = 50.0, *,
+def smoothed_topk_weights(logits: torch.Tensor, k: int, eta, a: float = 1.0,
+                          b: float = 50.0, *,
                           release_dispatch: bool = False) -> torch.Tensor:
     r"""Routing weights of the smoothed top-``k`` router (Smooth SMoE).
 
-    .. math:: u_i = 1 - \frac{g_{(k)} - g_i}{\eta}, \qquad
-              \pi_i = \frac{e^{g_i}\,\chi(u_i)}{\sum_{j \le N} e^{g_j}\,\chi(u_j)}
+    .. math::
+
+        u_i = 1 - \frac{g_{(k)} - g_i}{\eta}, \qquad
+        \pi_i = \frac{e^{g_i}\,\chi(u_i)}{\sum_{j \le N} e^{g_j}\,\chi(u_j)}
               = \operatorname{softmax}\big(g + \log\chi(u)\big)_i .
 
-    The top ``k`` have ``u >= 1`` (full weight); experts within ``eta`` below ``g_(k)`` (the *band*)
-    get a partial weight; the rest get 0. As in the reference, ``u`` is computed from detached
-    logits and a no-grad ``g_(k)`` (``eta`` keeps its gradient). If ``delta_k >= eta`` the weights are
-    exactly the top-k-then-softmax weights; for ``eta > 0`` they are continuous in ``g``.
+    The top ``k`` have ``u >= 1`` (full weight); experts less than ``eta``
+    below ``g_(k)`` (the *band*) get a partial weight; the rest get 0. As
+    in the reference, ``u`` comes from detached logits and a no-grad
+    ``g_(k)`` (``eta`` keeps its gradient). Where ``delta_k >= eta`` the
+    weights are exactly top-k-then-softmax; for ``eta > 0`` they are
+    continuous in ``g``.
 
     Parameters
     ----------
@@ -85,11 +90,13 @@ def smoothed_topk_weights(logits: torch.Tensor, k: int, eta, a: float = 1.0, b: 
     a, b : float
         Exponents of the ramp (reference: 1 and 50).
     release_dispatch : bool
-        Emulate the released ``extract_critical_smooth`` on a batch ``(T, N)``: find the last
-        sorted slot ``j*`` (0-based) that is positive for any token and keep ``j*`` slots, not
-        ``j* + 1``, renormalising only if more than one is kept. This reintroduces jumps and makes
-        a token's weights depend on the batch; with ``k = 1`` and no band expert it keeps no slot
-        (the release fails with an index error; here a ``ValueError``). Demonstration only.
+        Emulate the released ``extract_critical_smooth`` on a batch
+        ``(T, N)``: find the last sorted slot ``j*`` (0-based) positive for
+        any token and keep ``j*`` slots, not ``j* + 1``, renormalising only
+        if more than one is kept. This brings jumps back and makes a
+        token's weights depend on its batch; with ``k = 1`` and no band
+        expert no slot is kept (the release fails with an index error;
+        here a ``ValueError``). Demonstration only.
 
     Returns
     -------
@@ -97,33 +104,42 @@ def smoothed_topk_weights(logits: torch.Tensor, k: int, eta, a: float = 1.0, b: 
 
     Notes
     -----
-    Tran Huu et al., ICML 2026 (arXiv:2606.19036); public code ``thotranhuu99/Smooth_SMoE``.
+    Tran Huu et al., ICML 2026 (arXiv:2606.19036); public code
+    ``thotranhuu99/Smooth_SMoE``.
 
     Examples
     --------
     >>> g = torch.tensor([1.0, 0.0, -0.45, -3.0], dtype=torch.float64)
-    >>> smoothed_topk_weights(g, 2, 0.5).numpy().round(4)   # expert 2 is in the band
+    >>> smoothed_topk_weights(g, 2, 0.5).numpy().round(4)   # 2 in the band
     array([0.6286, 0.2312, 0.1402, 0.    ])
     """
     g = check_tensor("logits", logits, min_ndim=1)
     k = check_k(k, g.shape[-1], n_name="logits.shape[-1]")
     eta = _eta(eta)
-    gk = _kth_largest(g, k)                                       # (..., 1)
-    u = (g.detach() - gk + eta) / eta                             # (..., N)
-    pi = torch.softmax(g + log_smoothing_ramp(u, a, b), dim=-1)   # (..., N)
+    gk = _kth_largest(g, k)                                  # (..., 1)
+    u = (g.detach() - gk + eta) / eta                        # (..., N)
+    pi = torch.softmax(g + log_smoothing_ramp(u, a, b), -1)  # (..., N)
     if release_dispatch:
-        if pi.ndim != 2:
-            raise ValueError(f"release_dispatch needs logits of shape (T, N), got shape {tuple(pi.shape)}")
-        vals, idx = torch.sort(pi, dim=-1, descending=True)      # (T, N)
-        j_star = int((vals > 0).sum(-1).max()) - 1              # last slot positive for some token
-        if j_star == 0:
-            raise ValueError("release_dispatch keeps j* = 0 slots here (k=1 and no band expert in the "
-                             "batch); the released code fails with an index error in this case")
-        kept = vals[:, :j_star]
-        if j_star > 1:
-            kept = kept / kept.sum(-1, keepdim=True).clamp(min=torch.finfo(kept.dtype).eps)
-        pi = torch.zeros_like(pi).scatter(-1, idx[:, :j_star], kept)
+        pi = _release_dispatch(pi)
     return pi
+
+
+def _release_dispatch(pi: torch.Tensor) -> torch.Tensor:
+    """The released dispatch's slot rule on weights ``pi`` of shape (T, N)."""
+    if pi.ndim != 2:
+        raise ValueError(f"release_dispatch needs logits of shape (T, N), "
+                         f"got shape {tuple(pi.shape)}")
+    vals, idx = torch.sort(pi, dim=-1, descending=True)     # (T, N)
+    j_star = int((vals > 0).sum(-1).max()) - 1   # last slot > 0 for a token
+    if j_star == 0:
+        raise ValueError("release_dispatch keeps j* = 0 slots here (k=1 and no "
+                         "band expert in the batch); the released code fails "
+                         "with an index error in this case")
+    kept = vals[:, :j_star]                                 # (T, j*)
+    if j_star > 1:
+        eps = torch.finfo(kept.dtype).eps
+        kept = kept / kept.sum(-1, keepdim=True).clamp(min=eps)
+    return torch.zeros_like(pi).scatter(-1, idx[:, :j_star], kept)
 
 
 def topk_softmax_weights(logits: torch.Tensor, k: int, weighting: str = "renormalized") -> torch.Tensor:
