@@ -484,3 +484,19 @@ def test_docstring_examples_run():
     import doctest
     for module in (dc, sm):
         assert doctest.testmod(module).failed == 0
+
+
+def test_exercise_solutions_in_the_chapter_run(one_thread, capsys):
+    """The code of every solution in book/discontinuity.md runs (with the chapter's names)."""
+    import re
+    from pathlib import Path
+    text = (Path(__file__).resolve().parents[1] / "book" / "discontinuity.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    assert len(blocks) >= 3
+    rng5 = np.random.default_rng(7)
+    W5, b5 = rng5.standard_normal((5, 2)), rng5.standard_normal(5)
+    x5 = dc.order2_points(W5, b5, 2)[0][0] + np.array([0.1, -0.25])
+    for code in blocks:
+        exec(code, {"np": np, "torch": torch, "dc": dc, "sm": sm, "W5": W5, "b5": b5, "x5": x5})
+    out = capsys.readouterr().out
+    assert "nan" in out                     # exercise 3: the order-4 fit is not possible
