@@ -1,4 +1,5 @@
-"""Discontinuities of sparse MoE: moe_theory.discontinuity, discontinuity_smooth and discontinuity_plots.
+"""Discontinuities of sparse MoE: moe_theory.discontinuity, discontinuity_hitting, discontinuity_smooth
+and discontinuity_plots.
 
 Tests are named after the labelled results of book/discontinuity.md.
 """
@@ -17,6 +18,7 @@ from scipy.special import erfc
 matplotlib.use("Agg")
 
 from moe_theory import discontinuity as dc  # noqa: E402
+from moe_theory import discontinuity_hitting as dh  # noqa: E402
 from moe_theory import discontinuity_plots as dp  # noqa: E402
 from moe_theory import discontinuity_smooth as sm  # noqa: E402
 
@@ -214,7 +216,7 @@ def hits():
     W, b = rng.standard_normal((5, 2)), rng.standard_normal(5)
     pts, _ = dc.order2_points(W, b, 2)
     x0 = pts[0] + np.array([0.1, -0.25])
-    res = {dt: dc.first_hits(W, b, 2, x0, n_paths=2000, dt=dt, t_max=1.0, tols=(0.02, 0.01, 0.005), seed=s)
+    res = {dt: dh.first_hits(W, b, 2, x0, n_paths=2000, dt=dt, t_max=1.0, tols=(0.02, 0.01, 0.005), seed=s)
            for dt, s in ((2e-3, 1), (1e-3, 2))}
     return W, b, x0, res
 
@@ -222,7 +224,7 @@ def hits():
 def test_prop_disc_hit_bounds_cdf_between_erfc_bounds(hits):
     W, b, x0, res = hits
     t = np.array([0.05, 0.2, 1.0])
-    lo, hi = dc.hitting_cdf_bounds(W, b, 2, x0, t)
+    lo, hi = dh.hitting_cdf_bounds(W, b, 2, x0, t)
     cdf = np.array([np.mean(res[1e-3].times <= s) for s in t])
     assert np.all(lo <= hi)
     assert np.all(cdf >= lo - 0.03) and np.all(cdf <= hi + 0.03)
@@ -232,9 +234,9 @@ def test_prop_disc_hit_bounds_single_hyperplane_is_exact():
     """N = 2, k = 1: one wall; both bounds are erfc(d / sqrt(2t)) and the simulation matches it."""
     W, b = np.array([[1.0, 0.0], [-1.0, 0.0]]), np.zeros(2)
     x0 = np.array([0.3, 0.0])                        # distance to the wall x_1 = 0 is 0.3
-    lo, hi = dc.hitting_cdf_bounds(W, b, 1, x0, np.array([0.5]))
+    lo, hi = dh.hitting_cdf_bounds(W, b, 1, x0, np.array([0.5]))
     assert lo[0] == pytest.approx(erfc(0.3 / 1.0)) and hi[0] == pytest.approx(lo[0])
-    h = dc.first_hits(W, b, 1, x0, n_paths=2000, dt=5e-4, t_max=0.5, seed=0)
+    h = dh.first_hits(W, b, 1, x0, n_paths=2000, dt=5e-4, t_max=0.5, seed=0)
     se = math.sqrt(lo[0] * (1 - lo[0]) / 2000)
     p_sim = np.mean(np.isfinite(h.times))
     assert lo[0] - 4 * se - 0.04 <= p_sim <= lo[0] + 4 * se               # Euler misses crossings: late
@@ -243,8 +245,8 @@ def test_prop_disc_hit_bounds_single_hyperplane_is_exact():
 
 def test_first_hits_deterministic_and_step_halving_agrees(hits):
     W, b, x0, res = hits
-    a = dc.first_hits(W, b, 2, x0, n_paths=50, dt=1e-2, seed=5)
-    c = dc.first_hits(W, b, 2, x0, n_paths=50, dt=1e-2, seed=5)
+    a = dh.first_hits(W, b, 2, x0, n_paths=50, dt=1e-2, seed=5)
+    c = dh.first_hits(W, b, 2, x0, n_paths=50, dt=1e-2, seed=5)
     assert np.array_equal(a.times, c.times)
     for j in range(3):
         (p1, s1), (p2, s2) = res[2e-3].share_at_least(2, j), res[1e-3].share_at_least(2, j)
@@ -445,11 +447,11 @@ def test_bad_input_messages():
         (ValueError, "eps must contain only positive", lambda: dc.euclidean_tube_fractions(W, b, 2, [-0.1])),
         (ValueError, "min_hits must be >= 1", lambda: dc.tube_slopes(W, b, 2, [0.1], min_hits=0)),
         (ValueError, "must be positive for a log-log fit", lambda: dc.loglog_slope([0.1, 0.2], [0.0, 1.0])),
-        (ValueError, "dt must be > 0", lambda: dc.first_hits(W, b, 2, np.array([0.5, 0.5]), dt=0.0)),
-        (ValueError, "k must be < N", lambda: dc.first_hits(W, b, 4, np.zeros(2))),
+        (ValueError, "dt must be > 0", lambda: dh.first_hits(W, b, 2, np.array([0.5, 0.5]), dt=0.0)),
+        (ValueError, "k must be < N", lambda: dh.first_hits(W, b, 4, np.zeros(2))),
         (ValueError, "x0 must not lie on the switching set",
-         lambda: dc.first_hits(np.array([[1.0, 0], [-1.0, 0]]), np.zeros(2), 1, np.zeros(2))),
-        (ValueError, "t must contain only positive", lambda: dc.hitting_cdf_bounds(W, b, 2, np.zeros(2), [0.0])),
+         lambda: dh.first_hits(np.array([[1.0, 0], [-1.0, 0]]), np.zeros(2), 1, np.zeros(2))),
+        (ValueError, "t must contain only positive", lambda: dh.hitting_cdf_bounds(W, b, 2, np.zeros(2), [0.0])),
         (ValueError, "a must be > 0", lambda: sm.log_smoothing_ramp(torch.zeros(3), a=0.0)),
         (ValueError, "eta must be > 0", lambda: sm.smoothed_topk_weights(torch.zeros(4), 2, 0.0)),
         (ValueError, "eta must be a positive scalar", lambda: sm.smoothed_topk_weights(torch.zeros(4), 2,
@@ -482,7 +484,7 @@ def test_bad_input_messages():
 
 def test_docstring_examples_run():
     import doctest
-    for module in (dc, sm):
+    for module in (dc, dh, sm):
         assert doctest.testmod(module).failed == 0
 
 
@@ -497,6 +499,6 @@ def test_exercise_solutions_in_the_chapter_run(one_thread, capsys):
     W5, b5 = rng5.standard_normal((5, 2)), rng5.standard_normal(5)
     x5 = dc.order2_points(W5, b5, 2)[0][0] + np.array([0.1, -0.25])
     for code in blocks:
-        exec(code, {"np": np, "torch": torch, "dc": dc, "sm": sm, "W5": W5, "b5": b5, "x5": x5})
+        exec(code, {"np": np, "torch": torch, "dc": dc, "dh": dh, "sm": sm, "W5": W5, "b5": b5, "x5": x5})
     out = capsys.readouterr().out
     assert "nan" in out                     # exercise 3: the order-4 fit is not possible
