@@ -32,7 +32,7 @@ import torch
 from ._validation import (check_array, check_choice, check_int, check_positive_int, check_rng)
 
 __all__ = ["FAMILIES", "subfunction", "CompositionalTarget", "cell_index", "AffineStack", "zigzag_moe",
-           "zigzag_closed_form", "random_affine_stack", "affine_stack_forward", "exact_affine_pieces",
+           "zigzag_closed_form", "piecewise_to_moe", "random_affine_stack", "affine_stack_forward", "exact_affine_pieces",
            "count_routing_paths", "count_linear_pieces", "best_piecewise_fit", "build_compositional_moe",
            "grid_midpoints"]
 
@@ -223,6 +223,28 @@ def zigzag_moe(N: int, L: int) -> AffineStack:
     icpt = np.where(i % 2 == 1, -(i - 1), i).astype(float)
     rep = lambda v: np.tile(v, (L, 1))  # noqa: E731
     return AffineStack(rep(c), rep(-c ** 2 / 2), rep(slope), rep(icpt))
+
+
+def piecewise_to_moe(breaks, slopes, intercepts) -> AffineStack:
+    """A one-layer :class:`AffineStack` computing a given ``P``-piece affine function on the line.
+
+    Piece ``i`` (``0 <= i < P``) is ``slopes[i] x + intercepts[i]`` on
+    ``(breaks[i-1], breaks[i]]`` (``breaks``: ``P - 1`` increasing numbers). The gate lines
+    ``g_i = i x + b_i`` with ``b_{i+1} = b_i - breaks[i]`` have increasing slopes and meet
+    consecutively at the breaks, so their maximum is convex and line ``i`` wins exactly on
+    piece ``i`` (ties at a break go to the smaller index, the left piece).
+    """
+    slopes = check_array("slopes", slopes, ndim=1)
+    intercepts = check_array("intercepts", intercepts, ndim=1)
+    P = slopes.size
+    breaks = check_array("breaks", breaks, ndim=1) if P > 1 else np.zeros(0)
+    if intercepts.size != P or breaks.size != P - 1:
+        raise ValueError(f"a function with P = {P} pieces needs {P} intercepts and {P - 1} breaks, "
+                         f"got {intercepts.size} intercepts and {breaks.size} breaks")
+    if np.any(np.diff(breaks) <= 0):
+        raise ValueError("breaks must be strictly increasing")
+    b = -np.r_[0.0, np.cumsum(breaks)]
+    return AffineStack(np.arange(P, dtype=float)[None], b[None], slopes[None], intercepts[None])
 
 
 def zigzag_closed_form(x, n: int) -> np.ndarray:
