@@ -32,7 +32,7 @@ import torch
 from ._validation import (check_array, check_choice, check_int, check_positive_int, check_rng)
 
 __all__ = ["FAMILIES", "subfunction", "CompositionalTarget", "cell_index", "AffineStack", "zigzag_moe",
-           "zigzag_closed_form", "piecewise_to_moe", "random_affine_stack", "affine_stack_forward", "exact_affine_pieces",
+           "zigzag_closed_form", "piecewise_to_moe", "telgarsky_sawtooth", "random_affine_stack", "affine_stack_forward", "exact_affine_pieces",
            "count_routing_paths", "count_linear_pieces", "best_piecewise_fit", "build_compositional_moe",
            "grid_midpoints"]
 
@@ -205,23 +205,23 @@ class AffineStack:
 
 
 def zigzag_moe(N: int, L: int) -> AffineStack:
-    """The zigzag MoE: ``L`` identical layers whose ``N`` affine experts fold ``[0, 1]`` ``N`` times.
+    """The zigzag MoE: ``L`` identical layers of ``N`` affine experts folding ``[0, 1]``.
 
     Notes
     -----
-    Gate ``g_i(h) = c_i h - c_i^2 / 2`` with ``c_i = (i - 1/2) / N`` (``i = 1..N``) routes ``h``
-    to its nearest centre, i.e. to the cell ``[(i-1)/N, i/N]``; expert ``i`` is ``N h - (i - 1)``
-    for odd ``i`` and ``i - N h`` for even ``i``. One layer computes
-    ``z_N(h) = arccos(cos(pi N h)) / pi``; since ``z_a o z_b = z_{ab}``, ``L`` layers compute
-    ``z_{N^L}`` (:func:`zigzag_closed_form`). For ``N = 2`` this is Telgarsky's tent map.
+    Gate ``g_i(h) = c_i h - c_i^2 / 2`` with ``c_i = (i - 1/2) / N`` (``i = 1..N``)
+    routes ``h`` to its nearest centre, i.e. to the cell ``[(i-1)/N, i/N]``; expert ``i``
+    is ``N h - (i - 1)`` for odd ``i`` and ``i - N h`` for even ``i``. One layer computes
+    ``z_N(h) = arccos(cos(pi N h)) / pi``; since ``z_a o z_b = z_{ab}``, ``L`` layers
+    compute ``z_{N^L}`` (:func:`zigzag_closed_form`). ``N = 2``: Telgarsky's tent map.
     """
     N = check_positive_int("N", N)
     L = check_positive_int("L", L)
     i = np.arange(1, N + 1)
-    c = (i - 0.5) / N
+    c = (i - 0.5) / N  # Voronoi centres
     slope = np.where(i % 2 == 1, N, -N).astype(float)
     icpt = np.where(i % 2 == 1, -(i - 1), i).astype(float)
-    rep = lambda v: np.tile(v, (L, 1))  # noqa: E731
+    rep = lambda v: np.tile(v, (L, 1))  # noqa: E731  (L, N): the same layer L times
     return AffineStack(rep(c), rep(-c ** 2 / 2), rep(slope), rep(icpt))
 
 
@@ -252,6 +252,20 @@ def zigzag_closed_form(x, n: int) -> np.ndarray:
     n = check_positive_int("n", n)
     x = check_array("x", x)
     return np.arccos(np.clip(np.cos(np.pi * n * x), -1.0, 1.0)) / np.pi
+
+
+def telgarsky_sawtooth(x, L: int) -> np.ndarray:
+    """Telgarsky's dense ReLU network: ``L`` hidden layers of 2 units computing the tent map ``L`` times.
+
+    Each layer maps ``h -> 2 relu(h) - 4 relu(h - 1/2)``, which on ``[0, 1]`` is the tent map
+    ``t(h) = 2 min(h, 1 - h)`` (Telgarsky 2016); ``L`` layers give ``z_{2^L}`` with ``2^L`` pieces
+    from ``2 L`` units. The zigzag MoE with ``N = 2`` (:func:`zigzag_moe`) computes the same map.
+    """
+    L = check_positive_int("L", L)
+    h = check_array("x", x)
+    for _ in range(L):
+        h = 2 * np.maximum(h, 0) - 4 * np.maximum(h - 0.5, 0)  # 2 ReLU units
+    return h
 
 
 def random_affine_stack(N: int, L: int, *, rng) -> AffineStack:
@@ -411,34 +425,31 @@ def best_piecewise_fit(x, y, n_pieces: int, *, n_candidates: int = 256):
 
 
 # ----------------------------------------------------------------------------- the exact deep MoE for Eq.-4 targets
-def build_compositional_moe(target: CompositionalTarget, m: int, *, device=None, dtype=torch.float64):
-    """A deep MoE with ``L`` layers of ``N`` ReLU experts that represents ``target`` (explicit weights).
+def build_compositional_moe(target: CompositionalTarget, m: int, *, device=None,
+                            dtype=torch.float64):
+    """A deep MoE, ``L`` layers of ``N`` ReLU experts, representing ``target`` exactly.
 
     Parameters
     ----------
     target : CompositionalTarget
         ``f(x) = sum_l f_{l, i_l}(x_l)`` on ``[0, N]^L``.
     m : int
-        Spline units per expert: expert ``j`` of layer ``l`` interpolates ``f_{l, j}`` linearly at the
-        ``m + 1`` equispaced knots of ``[j - 1, j]``.
+        Spline units per expert: expert ``j`` of layer ``l`` interpolates ``f_{l, j}``
+        linearly at the ``m + 1`` equispaced knots of ``[j - 1, j]``.
 
     Returns
     -------
     DeepMoEPopulation
-        One member (``P = 1``), ``weighting="renormalized"`` (``pi = 1``), state widths
+        One member, ``weighting="renormalized"`` (``pi = 1``), state widths
         ``(L, L, L - 1, ..., 2, 1)``, expert width ``m + L + 1``.
 
     Notes
     -----
-    State ``h^(0) = x``; ``h^(l) = (a_l, x_{l+1}, ..., x_L)`` with the accumulator
-    ``a_l = sum_{k <= l} s_{k, i_k}(x_k)``. Layer ``l``'s gate reads ``x_l`` and is the Voronoi gate
-    ``g_j = c_j x_l - c_j^2 / 2``, ``c_j = j - 1/2``, which picks exactly the cell ``i_l`` of
-    :func:`cell_index` (ties to the smaller index). Expert ``j`` adds the spline
-    ``s_{l, j}(x_l) = f_{l,j}(j - 1) + sum_k (sigma_k - sigma_{k-1}) relu(x_l - t_k)`` to the
-    accumulator and copies the rest: ``x_c = relu(x_c)`` (``x_c >= 0``),
-    ``a = relu(a) - relu(-a)``. So the output is ``sum_l s_{l, i_l}(x_l)`` exactly, the routing
-    code is ``(i_1 - 1, ..., i_L - 1)``, and ``|f - y| <= sum_l h^2 max|f_l''| / 8`` with
-    ``h = 1/m`` (equality with ``f`` for the piecewise-linear ``hat`` family at even ``m``).
+    ``h^(0) = x``, ``h^(l) = (a_l, x_{l+1}, ..., x_L)``, ``a_l = sum_{k<=l} s_{k,i_k}(x_k)``.
+    Layer ``l``'s gate is the Voronoi gate of ``x_l``: ``g_j = c_j x_l - c_j^2 / 2`` with
+    ``c_j = j - 1/2`` picks the cell ``i_l`` (ties: smaller index). Expert ``j`` adds the
+    spline ``s_{l,j}(t) = f_{l,j}(j-1) + sum_k (sigma_k - sigma_{k-1}) relu(t - t_k)`` to
+    the accumulator and copies the rest: ``a = relu(a) - relu(-a)``, ``x_c = relu(x_c)``.
     """
     from .compositional_train import DeepMoEPopulation, StackSpec
 
@@ -447,36 +458,32 @@ def build_compositional_moe(target: CompositionalTarget, m: int, *, device=None,
     m = check_positive_int("m", m)
     N, L = target.n_experts, target.L
     dims = (L,) + tuple(L - l + 1 for l in range(1, L + 1))
-    width = m + L + 1
-    model = DeepMoEPopulation(StackSpec(dims, (N,) * L, width), [0], weighting="renormalized",
-                              device=device, dtype=dtype)
+    spec = StackSpec(dims, (N,) * L, m + L + 1)
+    model = DeepMoEPopulation(spec, [0], weighting="renormalized", device=device, dtype=dtype)
     with torch.no_grad():
         for p in model.parameters():
             p.zero_()
         for l in range(1, L + 1):
-            pos = l - 1 if l == 1 else 1  # where x_l sits in h^(l-1)
+            pos = 0 if l == 1 else 1  # where x_l sits in h^(l-1)
             for j in range(1, N + 1):
                 c = j - 0.5
-                model.gate_w[l - 1][0, j - 1, pos] = c
+                model.gate_w[l - 1][0, j - 1, pos] = c  # g_j = c_j x_l - c_j^2 / 2
                 model.gate_b[l - 1][0, j - 1] = -c * c / 2
-                t = (j - 1) + np.arange(m + 1) / m  # knots
+                t = (j - 1) + np.arange(m + 1) / m  # the m + 1 knots
                 s = np.asarray(subfunction(target.families[l - 1], j, t), dtype=float)
                 sigma = np.diff(s) * m  # slopes on the m segments
-                coef = np.diff(np.r_[0.0, sigma])  # sigma_k - sigma_{k-1}
                 w1, b1 = model.w1[l - 1][0, j - 1], model.b1[l - 1][0, j - 1]
                 w2, b2 = model.w2[l - 1][0, j - 1], model.b2[l - 1][0, j - 1]
-                w1[:m, pos] = 1.0
+                w1[:m, pos] = 1.0  # units relu(x_l - t_k)
                 b1[:m] = torch.as_tensor(-t[:m])
-                w2[0, :m] = torch.as_tensor(coef)
+                w2[0, :m] = torch.as_tensor(np.diff(np.r_[0.0, sigma]))
                 b2[0] = float(s[0])
-                unit = m
-                if l > 1:  # carry the accumulator a_{l-1} (index 0 of h^(l-1)), any sign
-                    w1[unit, 0], w1[unit + 1, 0] = 1.0, -1.0
-                    w2[0, unit], w2[0, unit + 1] = 1.0, -1.0
-                    unit += 2
-                for cidx in range(l + 1, L + 1):  # carry x_c >= 0
-                    src = cidx - 1 if l == 1 else cidx - l + 1
-                    w1[unit, src] = 1.0
-                    w2[cidx - l, unit] = 1.0
-                    unit += 1
+                u = m
+                if l > 1:  # carry a_{l-1} (index 0), any sign: relu(a) - relu(-a)
+                    w1[u, 0], w1[u + 1, 0], w2[0, u], w2[0, u + 1] = 1.0, -1.0, 1.0, -1.0
+                    u += 2
+                for cc in range(l + 1, L + 1):  # carry x_c >= 0 as relu(x_c)
+                    w1[u, cc - 1 if l == 1 else cc - l + 1] = 1.0
+                    w2[cc - l, u] = 1.0
+                    u += 1
     return model

@@ -34,7 +34,8 @@ from ._validation import check_bool, check_choice, check_int, check_positive_int
 from .compositional import CompositionalTarget, grid_midpoints
 
 __all__ = ["StackSpec", "architecture", "ARCHITECTURES", "DeepMoEPopulation", "PopulationResult",
-           "train_population", "evaluate_population", "normalized_mutual_information", "routing_scores"]
+           "train_population", "evaluate_population", "normalized_mutual_information", "routing_scores",
+           "exact_construction_error"]
 
 _WEIGHTINGS = ("softmax", "renormalized")
 
@@ -361,3 +362,12 @@ def routing_scores(codes, cells, *, min_share: float = 0.005) -> dict:
     _, counts = np.unique(codes, axis=0, return_counts=True)
     return {"layer_stripe": stripe, "path_cell": path_cell, "compositional": bool(comp),
             "paths": int((counts >= min_share * len(codes)).sum()), "paths_all": int(len(counts))}
+
+
+def exact_construction_error(target: CompositionalTarget, m: int, *, n_side: int = 90) -> dict:
+    """Test MSE and sup error of :func:`~moe_theory.compositional.build_compositional_moe`
+    with ``m`` spline units per expert, on the grid of :func:`evaluate_population`."""
+    from .compositional import build_compositional_moe
+
+    ev = evaluate_population(build_compositional_moe(target, m), target, n_side=n_side, rescale=False)
+    return {"test_mse": float(ev["test_mse"][0]), "sup_error": float(ev["sup_error"][0])}

@@ -12,7 +12,7 @@ from moe_theory import MoE, load_balancing_loss
 from moe_theory.compositional import (AffineStack, CompositionalTarget, affine_stack_forward, best_piecewise_fit,
                                       build_compositional_moe, cell_index, count_linear_pieces, count_routing_paths,
                                       exact_affine_pieces, grid_midpoints, piecewise_to_moe, random_affine_stack,
-                                      subfunction, zigzag_closed_form, zigzag_moe)
+                                      subfunction, telgarsky_sawtooth, zigzag_closed_form, zigzag_moe)
 from moe_theory.compositional_train import (DeepMoEPopulation, StackSpec, architecture, evaluate_population,
                                             normalized_mutual_information, routing_scores, train_population)
 
@@ -36,6 +36,16 @@ def test_prop_comp_zigzag_computes_z_to_the_n_power_l(N, L):
     pieces = exact_affine_pieces(stack)
     assert len(pieces) == n and len({p[4] for p in pieces}) == n
     assert np.allclose([p[0] for p in pieces], np.arange(n) / n, atol=1e-12)
+
+
+@pytest.mark.parametrize("L", [1, 3, 6])
+def test_prop_comp_zigzag_with_two_experts_is_telgarskys_dense_sawtooth(L):
+    x = np.random.default_rng(L).random(3000)
+    z = zigzag_closed_form(x, 2 ** L)
+    assert np.abs(telgarsky_sawtooth(x, L) - z).max() < 1e-12
+    assert np.abs(affine_stack_forward(zigzag_moe(2, L), x)[0] - z).max() < 1e-12
+    with pytest.raises(ValueError, match="L must be >= 1"):
+        telgarsky_sawtooth(x, 0)
 
 
 @given(a=st.integers(1, 6), b=st.integers(1, 6), x=st.floats(0, 1))

@@ -35,7 +35,7 @@ from ..compositional_train import (DeepMoEPopulation, architecture, evaluate_pop
                                    train_population)
 
 __all__ = ["Exp2Config", "QUICK", "RESULTS_PATH", "run_cell", "run_experiment", "summarise", "load_results",
-           "results_rows", "plot_results", "plot_routing_maps", "main"]
+           "results_rows", "routing_rows", "plot_results", "plot_routing_maps", "main"]
 
 RESULTS_PATH = Path(__file__).resolve().parents[2] / "results" / "compositional_exp2.json"
 LABELS = {"2-3-MoE": "2-3-MoE (2 layers x 3 experts)", "1-6-MoE": "1-6-MoE (1 layer x 6 experts)",
@@ -173,20 +173,43 @@ def load_results(path=None) -> dict:
     return json.loads(path.read_text())
 
 
+def _name(model: str) -> str:
+    return model.replace("-", "\u2011")  # non-breaking hyphens: table cells do not wrap inside names
+
+
 def results_rows(data: dict, *, models=None) -> tuple[list[str], list[list]]:
-    """Header and rows for :func:`moe_theory.result_table`: one row per (model, m)."""
-    header = ["model", "m", "params", "active", "test MSE median [min, max]", "train MSE median",
-              "stalled", "best of 5 (by train)", "compositional"]
+    """Header and rows for :func:`moe_theory.result_table`: errors, one row per (model, m).
+
+    Columns: median, min and max test MSE over seeds, median final training MSE, the stalled
+    fraction, and the median test MSE of best-of-R restarts chosen by training loss.
+    """
+    header = ["model", "m", "test MSE", "min", "max", "train MSE", "stalled", "best of 5"]
     rows = []
     for r in data["results"]:
         if models is not None and r["model"] not in models:
             continue
-        b = r["best_of_restarts"]
-        rows.append([r["model"], r["m"], r["n_params"], r["n_active_params"],
-                     f"{r['test_mse']:.1e} [{r['test_mse_min']:.0e}, {r['test_mse_max']:.0e}]",
-                     f"{r['train_mse']:.1e}", f"{r['stalled_fraction']:.0%}",
-                     f"{b['test_mse']:.1e}" if b["test_mse"] is not None else "-",
-                     f"{r['compositional_fraction']:.0%}" if "compositional_fraction" in r else "-"])
+        b = r["best_of_restarts"]["test_mse"]
+        rows.append([_name(r["model"]), r["m"], f"{r['test_mse']:.1e}", f"{r['test_mse_min']:.1e}",
+                     f"{r['test_mse_max']:.1e}", f"{r['train_mse']:.1e}", f"{r['stalled_fraction']:.0%}",
+                     "-" if b is None else f"{b:.1e}"])
+    return header, rows
+
+
+def routing_rows(data: dict) -> tuple[list[str], list[list]]:
+    """Header and rows for the routing of the two-layer MoEs: compositional runs, paths used
+    (median; by at least 0.5% of the grid), median ``I(path; square) / H(square)``, and the median
+    of each layer's best stripe score ``max_c I(j_l; i_c) / H(i_c)``."""
+    header = ["model", "m", "compositional runs", "paths used", "path-square score",
+              "layer-1 stripe score", "layer-2 stripe score"]
+    rows = []
+    for r in data["results"]:
+        per = r["per_seed"]
+        if "layer_stripe" not in per[0] or len(per[0]["layer_stripe"]) != 2:
+            continue
+        stripe = [np.median([max(s["layer_stripe"][l]) for s in per]) for l in (0, 1)]
+        rows.append([_name(r["model"]), r["m"], f"{sum(s['compositional'] for s in per)} / {len(per)}",
+                     f"{np.median([s['paths'] for s in per]):.0f}",
+                     f"{np.median([s['path_cell'] for s in per]):.2f}", f"{stripe[0]:.2f}", f"{stripe[1]:.2f}"])
     return header, rows
 
 
