@@ -40,6 +40,24 @@ def test_summarise_reports_stalls_and_best_of_restarts_chosen_by_training_loss()
     assert s["test_mse"] == pytest.approx(5.5) and s["test_mse_min"] == 1.0
 
 
+def test_merged_parts_equal_one_run_of_the_union(tmp_path):
+    both = exp2.run_experiment(TINY, log=None)
+    a = exp2.run_experiment(replace(TINY, models=("dense",)), log=None)
+    b = exp2.run_experiment(replace(TINY, models=("2-3-MoE",)), log=None)
+    merged = exp2.merge_results([a, b])
+    assert [r["model"] for r in merged["results"]] == ["2-3-MoE", "dense"]
+    for r, s in zip(merged["results"], both["results"]):
+        assert [x["test_mse"] for x in r["per_seed"]] == [x["test_mse"] for x in s["per_seed"]]
+    with pytest.raises(ValueError, match="must not repeat a"):
+        exp2.merge_results([a, a])
+    with pytest.raises(ValueError, match="same configuration and seeds"):
+        exp2.merge_results([a, exp2.run_experiment(replace(TINY, models=("2-3-MoE",), steps=2), log=None)])
+    out = tmp_path / "m.json"
+    (tmp_path / "a.json").write_text(json.dumps(a)); (tmp_path / "b.json").write_text(json.dumps(b))
+    assert exp2.main(["--merge", str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--out", str(out)]) == 0
+    assert "merged with --merge" in json.loads(out.read_text())["command"]
+
+
 def test_bad_input_is_rejected():
     with pytest.raises(TypeError, match="cfg must be an Exp2Config"):
         exp2.run_experiment({"steps": 3})

@@ -165,6 +165,30 @@ def run_experiment(cfg: Exp2Config = Exp2Config(), *, device=None, log=print, on
                             "threads": torch.get_num_threads(), "device": str(device or "cpu")}}
 
 
+def merge_results(parts: list[dict]) -> dict:
+    """Merge sweeps of one configuration run over disjoint sets of models (e.g. in parallel).
+
+    Every cell is trained from its own seeds, so a merged sweep has the numbers of a single run of
+    the union. ``total_seconds`` of the result is the *sum* of the cells' training times.
+    """
+    if len(parts) < 1:
+        raise ValueError("parts must contain at least one result, got none")
+    strip = lambda d: {k: v for k, v in d["config"].items() if k != "models"}  # noqa: E731
+    for d in parts[1:]:
+        if strip(d) != strip(parts[0]) or d["seeds"] != parts[0]["seeds"]:
+            raise ValueError("parts must have the same configuration and seeds apart from models")
+    rows = [r for d in parts for r in d["results"]]
+    keys = [(r["model"], r["m"]) for r in rows]
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"parts must not repeat a (model, m) cell, got {sorted(keys)}")
+    order = {name: i for i, name in enumerate(LABELS)}
+    rows.sort(key=lambda r: (order[r["model"]], r["m"]))
+    config = {**parts[0]["config"], "models": list(dict.fromkeys(r["model"] for r in rows))}
+    return {"config": config, "seeds": parts[0]["seeds"], "results": rows,
+            "total_seconds": float(sum(r["train_seconds"] for r in rows)),
+            "environment": parts[-1].get("environment", {}), "merged_from": len(parts)}
+
+
 def load_results(path=None) -> dict:
     """The saved results (default: the committed ``results/compositional_exp2.json``)."""
     path = RESULTS_PATH if path is None else Path(path)
@@ -285,7 +309,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(RESULTS_PATH), help="output JSON (the figure goes next to it, .png)")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--merge", nargs="+", metavar="PART",
+                        help="merge result files (or .partial.json checkpoints) of disjoint --models runs")
     args = parser.parse_args(argv)
+    if args.merge:
+        data = merge_results([json.loads(Path(p).read_text()) for p in args.merge])
+        data["command"] = ("python -m moe_theory.experiments.compositional (run as "
+                           f"{len(args.merge)} processes over disjoint --models, merged with --merge)")
+        return _write(data, Path(args.out))
     cfg = QUICK if args.quick else Exp2Config()
     overrides = {k: v for k, v in (("seeds", args.seeds and tuple(range(args.seeds))),
                                    ("widths", args.widths and tuple(args.widths)),
@@ -303,6 +334,11 @@ def main(argv: list[str] | None = None) -> int:
     partial.unlink(missing_ok=True)
     data["command"] = ("python -m moe_theory.experiments.compositional "
                        + " ".join(sys.argv[1:] if argv is None else argv)).strip()
+    return _write(data, out)
+
+
+def _write(data: dict, out: Path) -> int:
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(data))
     import matplotlib
     matplotlib.use("Agg")
