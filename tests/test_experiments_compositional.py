@@ -50,7 +50,7 @@ def test_merged_parts_equal_one_run_of_the_union(tmp_path):
         assert [x["test_mse"] for x in r["per_seed"]] == [x["test_mse"] for x in s["per_seed"]]
     with pytest.raises(ValueError, match="must not repeat a"):
         exp2.merge_results([a, a])
-    with pytest.raises(ValueError, match="same configuration and seeds"):
+    with pytest.raises(ValueError, match="same configuration and seeds apart from models and widths"):
         exp2.merge_results([a, exp2.run_experiment(replace(TINY, models=("2-3-MoE",), steps=2), log=None)])
     out = tmp_path / "m.json"
     (tmp_path / "a.json").write_text(json.dumps(a)); (tmp_path / "b.json").write_text(json.dumps(b))

@@ -166,24 +166,25 @@ def run_experiment(cfg: Exp2Config = Exp2Config(), *, device=None, log=print, on
 
 
 def merge_results(parts: list[dict]) -> dict:
-    """Merge sweeps of one configuration run over disjoint sets of models (e.g. in parallel).
+    """Merge sweeps of one configuration run over disjoint (model, width) cells (e.g. in parallel).
 
     Every cell is trained from its own seeds, so a merged sweep has the numbers of a single run of
     the union. ``total_seconds`` of the result is the *sum* of the cells' training times.
     """
     if len(parts) < 1:
         raise ValueError("parts must contain at least one result, got none")
-    strip = lambda d: {k: v for k, v in d["config"].items() if k != "models"}  # noqa: E731
+    strip = lambda d: {k: v for k, v in d["config"].items() if k not in ("models", "widths")}  # noqa: E731
     for d in parts[1:]:
         if strip(d) != strip(parts[0]) or d["seeds"] != parts[0]["seeds"]:
-            raise ValueError("parts must have the same configuration and seeds apart from models")
+            raise ValueError("parts must have the same configuration and seeds apart from models and widths")
     rows = [r for d in parts for r in d["results"]]
     keys = [(r["model"], r["m"]) for r in rows]
     if len(set(keys)) != len(keys):
         raise ValueError(f"parts must not repeat a (model, m) cell, got {sorted(keys)}")
     order = {name: i for i, name in enumerate(LABELS)}
     rows.sort(key=lambda r: (order[r["model"]], r["m"]))
-    config = {**parts[0]["config"], "models": list(dict.fromkeys(r["model"] for r in rows))}
+    config = {**parts[0]["config"], "models": list(dict.fromkeys(r["model"] for r in rows)),
+              "widths": sorted({r["m"] for r in rows})}
     return {"config": config, "seeds": parts[0]["seeds"], "results": rows,
             "total_seconds": float(sum(r["train_seconds"] for r in rows)),
             "environment": parts[-1].get("environment", {}), "merged_from": len(parts)}
@@ -270,7 +271,7 @@ def plot_routing_maps(maps: list[str], titles: list[str], *, n_experts: int = 3)
     from ..plotting import expert_colors, plot_region_map
 
     k = len(maps)
-    fig, axes = plt.subplots(3, k, figsize=(1.6 * k + 0.6, 5.2), squeeze=False)
+    fig, axes = plt.subplots(3, k, figsize=(min(6.5, 1.45 * k + 0.7), 5.0), squeeze=False)
     path_cmap = ListedColormap(plt.get_cmap("tab10").colors[:n_experts ** 2 - 1] + ("#444444",))
     for c, (s, t) in enumerate(zip(maps, titles)):
         ids = np.array([int(ch) for ch in s]).reshape(MAP_SIDE, MAP_SIDE).T  # rows: x_2, columns: x_1
@@ -288,7 +289,7 @@ def plot_routing_maps(maps: list[str], titles: list[str], *, n_experts: int = 3)
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 0:
-                ax.set_title(t, fontsize=7)
+                ax.set_title(t, fontsize=8)
         axes[0, 0].set_ylabel("layer 1\n$x_2$", fontsize=8)
         axes[1, 0].set_ylabel("layer 2\n$x_2$", fontsize=8)
         axes[2, 0].set_ylabel("path\n$x_2$", fontsize=8)
