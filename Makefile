@@ -63,6 +63,7 @@ bench-quick: setup
 # Full-scale reproductions, regenerating the committed results/ files (slow: see each command's --help).
 experiments: setup
 	$(BIN)/python -m moe_theory.experiments.manifold
+	$(BIN)/python -m moe_theory.experiments.compositional
 
 clean-cache:
 	rm -rf _build/.jupyter_cache
