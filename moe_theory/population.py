@@ -57,6 +57,12 @@ def _named(model: nn.Module) -> dict[str, nn.Parameter]:
     return out
 
 
+def _softmax1(g: torch.Tensor) -> torch.Tensor:
+    """Softmax over axis 1 (the experts), written out."""
+    e = torch.exp(g - g.detach().amax(1, keepdim=True))
+    return e / e.sum(1, keepdim=True)
+
+
 class _MoEFamily:
     """Stacked MoE members: gate ``(P, N, D)`` (+ bias ``(P, N)``), experts ``w1 (P, N, H, D)``,
     ``b1 (P, N, H)``, ``w2 (P, N, O, H)``, ``b2 (P, N, O)``."""
@@ -107,30 +113,45 @@ class _MoEFamily:
         return [named[n] for n in self.names]
 
     def forward(self, params: list[torch.Tensor], x: torch.Tensor):
-        """``x (P, B, D) -> y (P, B, O)``, the logits ``g (P, B, N)`` and active indices ``(P, B, k)``."""
+        """``x (P, B, D) -> y (P, B, O)``, the logits ``g (P, N, B)`` and active indices ``(P, k, B)``.
+
+        Batch axis last inside (``(P, features, B)``): the first layers of all experts are one
+        ``bmm``, the second layers one block-diagonal ``bmm``; the softmax over the ``N`` experts is
+        written out (torch's kernel is slow on a short axis).
+        """
         p = dict(zip(self.names, params))
         P, B, _ = x.shape
         N, H, O = self.N, self.H, self.O
-        wr = p["router.weight"].transpose(1, 2)  # (P, D, N)
-        g = torch.bmm(x, wr) if "router.bias" not in p else torch.baddbmm(p["router.bias"][:, None, :], x, wr)
-        w1 = p["w1"].reshape(P, N * H, -1).transpose(1, 2)  # (P, D, N H)
-        h = self.act(torch.baddbmm(p["b1"].reshape(P, 1, N * H), x, w1)).view(P, B, N, H)  # (P, B, N, H)
-        out = torch.einsum("pbnh,pnoh->pbno", h, p["w2"]) + p["b2"][:, None]  # (P, B, N, O)
+        xT = x.transpose(1, 2)  # (P, D, B)
+        g = torch.bmm(p["router.weight"], xT)  # (P, N, B)
+        if "router.bias" in p:
+            g = g + p["router.bias"][:, :, None]
+        w1 = p["w1"].reshape(P, N * H, -1)  # (P, N H, D)
+        h = self.act(torch.baddbmm(p["b1"].reshape(P, N * H, 1), w1, xT))  # (P, N H, B)
+        w2 = (p["w2"][:, :, :, None, :] * self._eye(N, x)).reshape(P, N * O, N * H)  # block-diagonal
+        out = torch.baddbmm(p["b2"].reshape(P, N * O, 1), w2, h).view(P, N, O, B)  # (P, N, O, B)
         if self.router == "softmax":
-            probs = torch.softmax(g, dim=-1)  # (P, B, N)
-            return torch.einsum("pbn,pbno->pbo", probs, out), g, None
-        idx = topk_route(g.detach(), self.k)[0]  # (P, B, k)
-        if self.weighting == "renormalized":
-            pi = torch.softmax(g.gather(-1, idx), dim=-1)  # (P, B, k)
+            C = _softmax1(g)  # (P, N, B)
+            idx = None
         else:
-            pi = torch.softmax(g, dim=-1).gather(-1, idx)  # (P, B, k)
-        C = torch.zeros_like(g).scatter(-1, idx, pi)  # (P, B, N), zero off the active set
-        return torch.einsum("pbn,pbno->pbo", C, out), g, idx
+            # the library's rule (ties to the smaller index), on a (P, B, N) copy: fast on a last axis
+            idx = topk_route(g.detach().transpose(1, 2).contiguous(), self.k)[0].transpose(1, 2)  # (P, k, B)
+            if self.weighting == "renormalized":
+                pi = _softmax1(g.gather(1, idx))  # (P, k, B)
+            else:
+                pi = _softmax1(g).gather(1, idx)  # (P, k, B)
+            C = torch.zeros_like(g).scatter(1, idx, pi)  # (P, N, B), zero off the active set
+        y = (C[:, :, None, :] * out).sum(1)  # (P, O, B)
+        return y.transpose(1, 2), g, idx
+
+    @staticmethod
+    def _eye(N, x):
+        return torch.eye(N, device=x.device, dtype=x.dtype)[None, :, None, :, None]  # (1, N, 1, N, 1)
 
     def aux_loss(self, g: torch.Tensor, idx: torch.Tensor | None) -> torch.Tensor:
         """Switch load-balancing loss per member, ``N sum_i f_i P_i``, shape (P,)."""
-        P, B, N = g.shape
-        probs = torch.softmax(g, dim=-1).mean(1)  # (P, N)
+        P, N, B = g.shape
+        probs = _softmax1(g).mean(2)  # (P, N)
         if idx is None:  # dense softmax routing: every expert gets every token
             f = torch.full_like(probs, 1.0 / N)
         else:
@@ -141,7 +162,7 @@ class _MoEFamily:
     def loads(self, g: torch.Tensor, idx: torch.Tensor | None) -> torch.Tensor:
         """Fraction of (token, slot) pairs each expert received, per member, shape (P, N)."""
         if idx is None:
-            return torch.full(g.shape[::2], 1.0 / self.N, dtype=torch.float64)
+            return torch.full(g.shape[:2], 1.0 / self.N, dtype=torch.float64)
         P = g.shape[0]
         counts = torch.zeros(P, self.N, dtype=torch.float64, device=g.device)
         counts.scatter_add_(1, idx.reshape(P, -1), torch.ones(idx.reshape(P, -1).shape, dtype=torch.float64,
@@ -193,14 +214,14 @@ class _DenseFamily:
     def forward(self, params: list[torch.Tensor], x: torch.Tensor):
         """``x (P, B, D) -> y (P, B, O)``."""
         it = iter(params)
-        h = x
+        h = x.transpose(1, 2)  # (P, D, B): batch axis last
         for s in self.layers:
             if s[0] == "linear":
-                w = next(it).transpose(1, 2)  # (P, in, out)
-                h = torch.baddbmm(next(it)[:, None, :], h, w) if s[3] else torch.bmm(h, w)  # (P, B, out)
+                w = next(it)  # (P, out, in)
+                h = torch.baddbmm(next(it)[:, :, None], w, h) if s[3] else torch.bmm(w, h)  # (P, out, B)
             else:
                 h = {"ReLU": F.relu, "Tanh": torch.tanh, "GELU": F.gelu}[s[0]](h)
-        return h, None, None
+        return h.transpose(1, 2), None, None
 
     def activation_width(self) -> int:
         return sum(3 * s[2] for s in self.layers if s[0] == "linear") + self.D
