@@ -62,7 +62,8 @@ bench-quick: setup
 
 # Full-scale reproductions, regenerating the committed results/ files (slow: see each command's --help).
 experiments: setup
-	$(BIN)/python -m moe_theory.experiments.manifold
+	@start=$$(date +%s); $(BIN)/python -m moe_theory.experiments.manifold && \
+	  echo "make experiments: wall time $$(( $$(date +%s) - start )) s"
 
 clean-cache:
 	rm -rf _build/.jupyter_cache

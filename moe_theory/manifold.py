@@ -316,10 +316,11 @@ def build_chart_moe(n_experts: int, m: int, Q, *, freqs=(5.0, 3.0)) -> ChartMoE:
 
     Notes
     -----
-    Expert ``i`` is the piecewise-linear interpolant of ``g_i(t) = f(theta_i + arcsin t)`` at ``m``
-    equispaced knots on ``[-sin(pi/N), sin(pi/N)]`` (the chart image of the Voronoi arc), written
-    as ``s(t) = s(t_0) + sum_j (sigma_j - sigma_{j-1}) relu(t - t_j)`` with ``sigma_j`` the slope of
-    segment ``j`` (``sigma_{-1} = 0``). Linear interpolation has error ``<= h^2 max|g_i''| / 8``,
+    Expert ``i`` is the piecewise-linear interpolant of ``f~_i(t) = f(theta_i + arcsin t)`` (the
+    target read in chart ``i``) at ``m`` equispaced knots on ``[-sin(pi/N), sin(pi/N)]`` (the chart
+    image of the Voronoi arc), written as ``s(t) = s(t_0) + sum_j (beta_j - beta_{j-1}) relu(t - t_j)``
+    with ``beta_j`` the slope of segment ``j`` (``beta_{-1} = 0``). Linear interpolation has error
+    ``<= h^2 max|f~_i''| / 8``,
     ``h = 2 sin(pi/N) / (m - 1)``: the sup error falls as ``m^{-2}``, whatever ``D``.
 
     Examples

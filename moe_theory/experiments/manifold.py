@@ -36,13 +36,16 @@ from ..manifold import (check_isometry, circle_embedding, circle_grid, circle_ta
 from ..population import fit_population
 from ..training import TrainResult, fit_regressor
 
-__all__ = ["Exp1Config", "QUICK", "RESULTS_PATH", "KINDS", "make_regressor", "init_router_from_data",
-           "init_first_layer_spread", "init_experts_from_data", "train_circle_regressor", "evaluate_circle",
-           "circle_sampler", "build_members", "run_one", "run_cell", "run_experiment", "best_of_r", "summarise",
-           "load_results", "results_table", "plot_results", "plot_atlas", "main"]
+__all__ = ["Exp1Config", "QUICK", "RESULTS_PATH", "VARIANTS_PATH", "KINDS", "make_regressor", "init_router_from_data",
+           "init_first_layer_spread", "init_experts_from_data", "transplant_axis_model", "train_circle_regressor", "evaluate_circle",
+           "circle_sampler", "atlas_frames", "build_members", "run_one", "run_cell", "run_experiment", "best_of_r", "summarise",
+           "load_results", "results_table", "rank_tests_table", "stall_diagnostics", "stall_table", "compare_table",
+           "plot_results", "plot_atlas", "main"]
 
 #: Where the committed full results live (resolved from this file, not from the cwd).
 RESULTS_PATH = Path(__file__).resolve().parents[2] / "results" / "manifold_exp1.json"
+#: The remedy and initialisation variants of the MoE cells, ``{name: sweep}`` (same format per sweep).
+VARIANTS_PATH = RESULTS_PATH.with_name("manifold_exp1.variants.json")
 KINDS = ("moe", "dense-active", "dense-total")
 KIND_LABELS = {"moe": "1-4-MoE (width 10, top-1)", "dense-active": "dense, width 10 (equal active)",
                "dense-total": "dense, equal parameter count"}
@@ -87,8 +90,7 @@ class Exp1Config:
 
 
 #: A small configuration for the chapter and smoke tests (seconds, not minutes).
-QUICK = Exp1Config(dims=(16, 128), embeddings=("random",), kinds=("moe", "dense-total"), seeds=(0, 1, 2, 3),
-                   steps=600)
+QUICK = Exp1Config(dims=(16, 128), embeddings=("random",), kinds=("moe",), seeds=(0, 1, 2, 3), steps=1500)
 
 
 # --------------------------------------------------------------------------- models and their initialisation
@@ -196,6 +198,28 @@ def init_experts_from_data(model: MoE, x, *, seed) -> None:
             b[i] = -(W[i] * pts).sum(1)
 
 
+def transplant_axis_model(model: MoE, D: int) -> MoE:
+    """A copy of ``model`` in ``R^D``: the same weights on the first two input columns, zeros elsewhere.
+
+    For data in the first two coordinates (the axis embedding) the copy computes the same function,
+    and it trains to the same numbers: the other columns multiply zeros and get zero gradients.
+    """
+    if not isinstance(model, MoE):
+        raise TypeError(f"model must be an MoE, got {type(model).__name__}")
+    D = check_int("D", D, minimum=2)
+    p0 = next(iter(model.parameters()))
+    big = MoE(D, model.d_hidden, model.n_experts, model.k, d_out=model.d_out, weighting=model.router.weighting,
+              router_bias=model.router.bias is not None, device=p0.device, dtype=p0.dtype)
+    with torch.no_grad():
+        for (name, p_big), p_small in zip(big.named_parameters(), model.parameters()):
+            if p_big.shape != p_small.shape:  # a weight that reads x: (..., D)
+                p_big.zero_()
+                p_big[..., :2] = p_small[..., :2]
+            else:
+                p_big.copy_(p_small)
+    return big
+
+
 def _init_members(models, Qs, cfg: Exp1Config, kind: str, seeds) -> None:
     for model, Q, s in zip(models, Qs, seeds):
         data = sample_circle(256, Q, seed=20_000 + s)[0]
@@ -254,13 +278,52 @@ def circle_sampler(Qs, batch_size: int, freqs=(5.0, 3.0), *, device=None, dtype=
     batch_size = check_positive_int("batch_size", batch_size)
     device = resolve_device(device)
     QT = torch.stack([torch.as_tensor(check_isometry(Q), dtype=dtype) for Q in Qs]).transpose(1, 2).to(device)
+    per_member = np.ndim(freqs) == 2  # one (a, b) per member
+    if per_member:
+        ab = torch.as_tensor(check_array("freqs", freqs, shape=(2,), ndim=2), dtype=dtype).to(device)  # (P, 2)
 
     def sampler(gens, members):
         theta = torch.stack([torch.rand(batch_size, generator=g, dtype=torch.float64) for g in gens])  # (P, B)
         theta = 2 * math.pi * theta.to(device, dtype)
         z = torch.stack([torch.cos(theta), torch.sin(theta)], 2)  # (P, B, 2)
-        return torch.bmm(z, QT[members]), circle_target(theta, freqs)[:, :, None]  # (P, B, D), (P, B, 1)
+        if per_member:
+            a, b = ab[members, :1], ab[members, 1:]  # (P, 1) each
+            t = torch.sin(a * z[..., 0]) + torch.cos(b * z[..., 1])  # (P, B)
+        else:
+            t = circle_target(theta, freqs)  # (P, B)
+        return torch.bmm(z, QT[members]), t[:, :, None]  # (P, B, D), (P, B, 1)
     return sampler
+
+
+def atlas_frames(a_values, n_experts: int, *, D: int = 16, steps: int = 800, restarts: int = 3, seed: int = 0,
+                 device=None, dtype=torch.float32) -> dict:
+    """Widget frames: for each target frequency ``a`` of ``f = sin(a z_1) + cos(3 z_2)``, the best of
+    ``restarts`` 1-``N``-MoEs *by training loss*, all trained together.
+
+    Axis embedding in ``R^D``, router started on the data, the chapter's settings otherwise (batch
+    512, learning rate 1e-2, load balancing 0.01). Returns ``{a: (model, Q, test_mse)}``.
+    """
+    a_values = [float(a) for a in a_values]
+    n_experts = check_int("n_experts", n_experts, minimum=2)
+    restarts = check_positive_int("restarts", restarts)
+    cfg = replace(Exp1Config(), n_experts=n_experts, steps=check_positive_int("steps", steps))
+    Q = circle_embedding(D, "axis")
+    seeds = [seed + r for _ in a_values for r in range(restarts)]
+    models = [make_regressor("moe", D, n_experts=n_experts, seed=s, device=device, dtype=dtype) for s in seeds]
+    for m, s in zip(models, seeds):
+        init_router_from_data(m, sample_circle(256, Q, seed=20_000 + s)[0])
+    freqs = [(a, cfg.freqs[1]) for a in a_values for _ in range(restarts)]
+    pop = fit_population(models, sampler=circle_sampler([Q] * len(models), cfg.batch_size, freqs, device=device,
+                                                        dtype=dtype),
+                         seeds=seeds, steps=cfg.steps, lr=cfg.lr, aux_weight=cfg.aux_weight,
+                         lr_min_ratio=cfg.lr_min_ratio, device=device, dtype=dtype)
+    out = {}
+    for j, a in enumerate(a_values):
+        group = range(j * restarts, (j + 1) * restarts)
+        best = min(group, key=lambda i: pop.records[i]["final_train_mse"])
+        ev = evaluate_circle(models[best], Q, freqs=freqs[best], n_test=1024, device=device, dtype=dtype)
+        out[a] = (models[best], Q, ev["test_mse"])
+    return out
 
 
 def evaluate_circle(model: nn.Module, Q, *, freqs=(5.0, 3.0), n_test: int = 4096, device=None,
@@ -394,14 +457,23 @@ def _rank_test(a, b) -> float:
     return float(mannwhitneyu(a, b, alternative="two-sided").pvalue)
 
 
+def _recorded(path, keys) -> bool:
+    if path is None or not Path(path).exists():
+        return False
+    have = {json.loads(line)["key"] for line in Path(path).read_text().splitlines() if line.strip()}
+    return all(k in have for k in keys)
+
+
 def run_experiment(cfg: Exp1Config = Exp1Config(), *, device=None, log=print, records_path=None,
-                   models: dict | None = None, progress: bool = False) -> dict:
+                   models: dict | None = None, progress: bool = False, recorded_only: bool = False) -> dict:
     """Run the whole sweep, one population per cell; returns the JSON-ready result.
 
     ``results`` holds one row per cell (embedding, model, ``D``): ``"model"`` and ``"test_mse"`` (the
     headline statistic: the median over draws of the best of ``cfg.restarts`` restarts chosen by
     training loss), :func:`summarise`'s statistics and the per-seed records. ``rank_tests`` holds the
     two-sided Mann-Whitney p-value of the test MSE between the smallest and the largest ``D``.
+    ``recorded_only``: build the result from the records already in ``records_path`` and skip the
+    cells not complete there (no training).
     """
     if not isinstance(cfg, Exp1Config):
         raise TypeError(f"cfg must be an Exp1Config, got {type(cfg).__name__}")
@@ -410,6 +482,8 @@ def run_experiment(cfg: Exp1Config = Exp1Config(), *, device=None, log=print, re
     for kind in cfg.kinds:  # the MoE first: its cells are the point of the experiment
         for embedding in cfg.embeddings:
             for D in cfg.dims:
+                if recorded_only and not _recorded(records_path, [f"{embedding}/{kind}/{D}/{s}" for s in cfg.seeds]):
+                    continue
                 t0 = time.perf_counter()
                 recs = run_cell(cfg, kind, embedding, D, device=device, records_path=records_path, models=models,
                                 progress=progress)
@@ -426,7 +500,7 @@ def run_experiment(cfg: Exp1Config = Exp1Config(), *, device=None, log=print, re
     for embedding in cfg.embeddings:
         for kind in cfg.kinds:
             cell = {r["D"]: r for r in rows if r["embedding"] == embedding and r["kind"] == kind}
-            lo, hi = min(cell), max(cell)
+            lo, hi = min(cell, default=0), max(cell, default=0)
             if lo != hi:
                 tests.append({"embedding": embedding, "kind": kind, "D_low": lo, "D_high": hi,
                               "p_value": _rank_test([s["test_mse"] for s in cell[lo]["per_seed"]],
@@ -434,6 +508,7 @@ def run_experiment(cfg: Exp1Config = Exp1Config(), *, device=None, log=print, re
     return {"config": asdict(cfg), "seed": list(cfg.seeds), "results": rows, "rank_tests": tests,
             "headline": "test_mse = median over draws of the best of R restarts chosen by training loss",
             "total_seconds": time.perf_counter() - start,
+            "training_seconds": float(sum(rec["train_seconds"] for row in rows for rec in row["per_seed"])),
             "environment": {"torch": torch.__version__, "python": platform.python_version(),
                             "threads": torch.get_num_threads(), "device": str(device or "cpu")}}
 
@@ -464,6 +539,66 @@ def results_table(data: dict, *, kinds=None):
                      f"{r['stalled_fraction']:.0%}", f"{r['test_mse_median_not_stalled']:.1e}",
                      f"{r['best_of_r_median']:.1e} [{r['best_of_r_q05']:.1e}, {r['best_of_r_q95']:.1e}]"])
     return result_table(header, rows)
+
+
+def rank_tests_table(data: dict):
+    """The two-sided Mann-Whitney test of "same distribution of test MSE at the smallest and largest D"."""
+    from ..tables import result_table
+
+    return result_table(["embedding", "model", "D vs D", "p-value"],
+                        [[t["embedding"], _MODEL_NAMES[t["kind"]], f"{t['D_low']} vs {t['D_high']}", t["p_value"]]
+                         for t in data["rank_tests"]])
+
+
+def stall_diagnostics(data: dict, kind: str = "moe") -> list[dict]:
+    """Stalled (test MSE > 10x the cell's best) against the other runs, pooled over the cells of each
+    embedding: how many runs, their median train MSE, the fraction with a dead expert, the median
+    number of dead hidden units (never active on the expert's own arc) and the median fraction of the
+    circle whose expert changed during training."""
+    out = []
+    for emb in dict.fromkeys(r["embedding"] for r in data["results"]):
+        groups = {True: [], False: []}
+        for r in data["results"]:
+            if r["embedding"] == emb and r["kind"] == kind:
+                best = r["test_mse_min"]
+                for rec in r["per_seed"]:
+                    groups[rec["test_mse"] > 10 * best].append(rec)
+        for stalled, recs in groups.items():
+            if not recs:
+                continue
+            out.append({"embedding": emb, "stalled": stalled, "runs": len(recs),
+                        "train_mse": float(np.median([x["final_train_mse"] for x in recs])),
+                        "test_mse": float(np.median([x["test_mse"] for x in recs])),
+                        "dead_expert": float(np.mean([x.get("dead_experts", 0) > 0 for x in recs])),
+                        "dead_units": float(np.median([x.get("dead_units", 0) for x in recs])),
+                        "atlas_moved": float(np.median([x.get("atlas_moved", 0.0) for x in recs]))})
+    return out
+
+
+def stall_table(data: dict, kind: str = "moe"):
+    """:func:`stall_diagnostics` as an HTML table."""
+    from ..tables import result_table
+
+    rows = [[d["embedding"], "stalled" if d["stalled"] else "not stalled", d["runs"], f"{d['train_mse']:.1e}",
+             f"{d['test_mse']:.1e}", f"{d['dead_expert']:.0%}", f"{d['dead_units']:.0f}", f"{d['atlas_moved']:.0%}"]
+            for d in stall_diagnostics(data, kind)]
+    return result_table(["embedding", "group", "runs", "median train MSE", "median test MSE", "with a dead expert",
+                         "median dead units (of 40)", "median share of circle re-assigned"], rows)
+
+
+def compare_table(variants: dict, kind: str = "moe"):
+    """Stalled fraction and medians of several saved sweeps (``{name: data}``), cell by cell."""
+    from ..tables import result_table
+
+    rows = []
+    for name, data in variants.items():
+        for r in data["results"]:
+            if r["kind"] == kind:
+                rows.append([name, r["embedding"], r["D"], f"{r['stalled_fraction']:.0%}",
+                             f"{r['test_mse_median']:.1e}", f"{r['test_mse_median_not_stalled']:.1e}",
+                             f"{r['best_of_r_median']:.1e}", f"{r['test_mse_min']:.1e}"])
+    return result_table(["variant", "embedding", "D", "stalled", "median test MSE", "median, not stalled",
+                         "best of 5 by train loss", "best run"], rows)
 
 
 def plot_results(data: dict, axes=None, *, title: str | None = None):
@@ -548,6 +683,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--fresh", action="store_true", help="ignore the records of an earlier, interrupted run")
+    parser.add_argument("--merge", nargs="+", default=[], help="records (.records.jsonl) or finished sweeps (.json) of "
+                        "cells run by other processes with the same settings, added to the records first")
+    parser.add_argument("--recorded-only", action="store_true", help="no training: tabulate the recorded cells")
     args = parser.parse_args(argv)
     t_start = time.perf_counter()
     cfg = QUICK if args.quick else Exp1Config()
@@ -561,10 +699,26 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     records = out.with_suffix(".records.jsonl")
     stamp = out.with_suffix(".records.config.json")
-    if args.fresh or not stamp.exists() or json.loads(stamp.read_text()) != asdict(cfg):
+    # a record is resumed when everything but the choice of cells and seeds is the same (its key
+    # names the cell and the seed), so cells may also be run by separate processes and merged
+    run_settings = {k: v for k, v in asdict(cfg).items() if k not in ("dims", "embeddings", "kinds", "seeds")}
+    if args.fresh or not stamp.exists() or json.loads(stamp.read_text()) != run_settings:
         records.unlink(missing_ok=True)
-    stamp.write_text(json.dumps(asdict(cfg)))
-    data = run_experiment(cfg, device=args.device, records_path=records, progress=sys.stderr.isatty())
+    stamp.write_text(json.dumps(run_settings))
+    if args.merge:
+        have = {json.loads(x)["key"] for x in records.read_text().splitlines() if x.strip()} if records.exists() else set()
+        with open(records, "a") as fh:
+            for extra in args.merge:
+                if extra.endswith(".jsonl"):
+                    recs = [json.loads(x) for x in Path(extra).read_text().splitlines() if x.strip()]
+                else:  # a finished sweep's JSON: its per-seed records
+                    recs = [rec for row in load_results(extra)["results"] for rec in row["per_seed"]]
+                for rec in recs:
+                    if rec["key"] not in have:
+                        have.add(rec["key"])
+                        fh.write(json.dumps(rec) + "\n")
+    data = run_experiment(cfg, device=args.device, records_path=records, progress=sys.stderr.isatty(),
+                          recorded_only=args.recorded_only)
     data["command"] = "python -m moe_theory.experiments.manifold " + " ".join(sys.argv[1:] if argv is None else argv)
     data["wall_seconds"] = time.perf_counter() - t_start
     out.write_text(json.dumps(data, indent=1))
