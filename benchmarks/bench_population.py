@@ -27,18 +27,19 @@ HERE = Path(__file__).resolve().parent
 def main(argv=None) -> int:
     sys.path.insert(0, str(HERE.parent))
     from moe_theory.experiments.manifold import Exp1Config, build_members, circle_sampler
-    from moe_theory.population import fit_population
     from moe_theory.experiments.manifold import train_circle_regressor
+    from moe_theory.population import fit_population
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="P = 8, 300 steps")
     parser.add_argument("--save", action="store_true", help="write benchmarks/population_results.json")
     parser.add_argument("--members", type=int, default=None, help="population size P (default 64)")
+    parser.add_argument("--steps", type=int, default=None, help="training steps (default 3000; 300 with --quick)")
     parser.add_argument("--sequential", type=int, default=None,
                         help="time only this many sequential runs and scale to P (default: all P)")
     args = parser.parse_args(argv)
     P = args.members or (8 if args.quick else 64)
-    steps = 300 if args.quick else 3000
+    steps = args.steps or (300 if args.quick else 3000)
     n_seq = min(P, args.sequential or P)
     cfg = Exp1Config(steps=steps, seeds=tuple(range(P)))
     D = 16

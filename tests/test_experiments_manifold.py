@@ -79,7 +79,7 @@ def test_axis_embedding_transplant_reproduces_the_small_D_run(one_thread):
     small = make_regressor("moe", 16, seed=5, dtype=torch.float64)
     init_router_from_data(small, sample_circle(64, circle_embedding(16), seed=1)[0])
     big = exp.transplant_axis_model(small, 128)
-    assert float(next(big.parameters())[..., 2:].abs().sum()) == 0.0
+    assert float(next(big.parameters()).detach()[..., 2:].abs().sum()) == 0.0
     runs = [train_circle_regressor(m, circle_embedding(m.d_model), steps=80, lr=1e-2, batch_size=64, seed=3,
                                    dtype=torch.float64) for m in (small, big)]
     np.testing.assert_allclose(runs[0].losses, runs[1].losses, rtol=1e-10)
@@ -194,3 +194,38 @@ def test_committed_results_have_the_required_schema():
         assert len(r["per_seed"]) == len(data["seed"])
         assert r["test_mse_min"] <= r["test_mse_median"] <= r["test_mse_max"]
         assert r["test_mse"] == r["best_of_r_median"]
+
+
+def test_experiment_command_resumes_from_its_records(tmp_path, one_thread):
+    out = tmp_path / "exp1.json"
+    records = out.with_suffix(".records.jsonl")
+    args = ["--quick", "--steps", "5", "--seeds", "2", "--dims", "4", "--out", str(out)]
+    exp.main(["--recorded-only", *args])  # writes the settings stamp, trains nothing
+    assert json.loads(out.read_text())["results"] == []
+    first = exp.run_cell(replace(exp.QUICK, steps=5, seeds=(0, 1)), "moe", "random", 4, records_path=records)
+    stamp = out.with_suffix(".records.config.json")
+    stamp.write_text(json.dumps({k: v for k, v in json.loads(json.dumps(exp.asdict(replace(exp.QUICK, steps=5))))
+                                 .items() if k not in ("dims", "embeddings", "kinds", "seeds")}))
+    assert exp.main(["--recorded-only", *args]) == 0  # the records survive the settings check
+    (row,) = json.loads(out.read_text())["results"]
+    assert [r["test_mse"] for r in row["per_seed"]] == [r["test_mse"] for r in first]
+
+
+@pytest.mark.parametrize("D", [16, 128])
+def test_prop_mfd_axis_spread_rescaled_weights_do_not_depend_on_the_initial_scale(D):
+    """prop-mfd-axis-spread: after init_first_layer_spread the first layer on the data is the same
+    whatever the initial scale a (PyTorch's a = 1/sqrt(D)); with the transplant test (columns 3..D never
+    matter) this makes the axis-aligned experiment's law independent of D."""
+    Q = circle_embedding(D, "axis")
+    data = sample_circle(256, Q, seed=2)[0]
+    out = []
+    for a in (1.0, 1 / math.sqrt(D), 7.3):
+        model = make_regressor("moe", D, seed=0, dtype=torch.float64)
+        W, b = exp._first_layer(model)[0]
+        with torch.no_grad():
+            W.mul_(a)
+            b.mul_(a)
+        init_first_layer_spread(model, data)
+        out.append(torch.cat([W.detach()[..., :2].reshape(-1), b.detach().reshape(-1)]))
+    torch.testing.assert_close(out[0], out[1], rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(out[0], out[2], rtol=1e-12, atol=1e-14)

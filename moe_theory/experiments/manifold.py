@@ -701,7 +701,8 @@ def main(argv: list[str] | None = None) -> int:
     stamp = out.with_suffix(".records.config.json")
     # a record is resumed when everything but the choice of cells and seeds is the same (its key
     # names the cell and the seed), so cells may also be run by separate processes and merged
-    run_settings = {k: v for k, v in asdict(cfg).items() if k not in ("dims", "embeddings", "kinds", "seeds")}
+    run_settings = json.loads(json.dumps(  # as JSON reads it back (tuples become lists)
+        {k: v for k, v in asdict(cfg).items() if k not in ("dims", "embeddings", "kinds", "seeds")}))
     if args.fresh or not stamp.exists() or json.loads(stamp.read_text()) != run_settings:
         records.unlink(missing_ok=True)
     stamp.write_text(json.dumps(run_settings))
@@ -724,9 +725,10 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text(json.dumps(data, indent=1))
     records.unlink(missing_ok=True)
     stamp.unlink(missing_ok=True)
-    import matplotlib
-    matplotlib.use("Agg")
-    plot_results(data).savefig(out.with_suffix(".png"), dpi=110, bbox_inches="tight")
+    if data["results"]:
+        import matplotlib
+        matplotlib.use("Agg")
+        plot_results(data).savefig(out.with_suffix(".png"), dpi=110, bbox_inches="tight")
     print(results_table(data).markdown)
     print(f"wall time {data['wall_seconds']:.0f} s ({data['wall_seconds'] / 60:.1f} min); "
           f"wrote {out} and {out.with_suffix('.png')}")
