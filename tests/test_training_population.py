@@ -188,3 +188,16 @@ def test_population_reads_parameters_by_name():
     """The trainer finds the MoE's tensors through named_parameters(): these names must exist."""
     names = {n.split(".")[-1] for n, _ in _moe(0).named_parameters()}
     assert {"w1", "b1", "w2", "b2", "weight", "bias"} <= names
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_population_on_cuda_equals_population_on_cpu_float64():
+    x, y = _data()
+    cpu = fit_population([_moe(s) for s in range(3)], x, y, seeds=[0, 1, 2], steps=100, batch_size=16,
+                         aux_weight=0.01)
+    gpu_members = [_moe(s).to("cuda") for s in range(3)]
+    gpu = fit_population(gpu_members, x.cuda(), y.cuda(), seeds=[0, 1, 2], steps=100, batch_size=16,
+                         aux_weight=0.01, device="cuda")
+    np.testing.assert_allclose(np.array(gpu.losses), np.array(cpu.losses), rtol=1e-6)
+    assert next(gpu_members[0].parameters()).device.type == "cuda"

@@ -521,23 +521,29 @@ def load_results(path=None) -> dict:
     return json.loads(path.read_text())
 
 
+def _e(v: float) -> str:
+    """``1.8e-03 -> 1.8e-3``: short enough for a table in the text column."""
+    return f"{v:.1e}".replace("e-0", "e-").replace("e+0", "e")
+
+
 def results_table(data: dict, *, kinds=None):
-    """An HTML table (:func:`~moe_theory.tables.result_table`), one row per cell."""
+    """An HTML table (:func:`~moe_theory.tables.result_table`), one row per cell: median test MSE
+    [bootstrap 90% interval], stalled fraction, median of the others, best of R by training loss
+    (median over draws), best run, median training MSE."""
     from ..tables import result_table
 
     kinds = kinds or list(dict.fromkeys(r["kind"] for r in data["results"]))
     R = data["config"].get("restarts", 5)
-    header = ["embedding", "model", "D", "median test MSE [90% CI]", "min .. max", "median train MSE",
-              "stalled", "median, not stalled", f"best of {R} by train loss: median [5%, 95%]"]
+    header = ["embedding", "model", "D", "median test MSE [90% CI]", "stalled", "median, not stalled",
+              f"best of {R}", "best run", "median train MSE"]
     rows = []
     for r in data["results"]:
         if r["kind"] not in kinds:
             continue
         ci = r["test_mse_ci90"]
-        rows.append([r["embedding"], r["model"], r["D"], f"{r['test_mse_median']:.1e} [{ci[0]:.1e}, {ci[1]:.1e}]",
-                     f"{r['test_mse_min']:.1e} .. {r['test_mse_max']:.1e}", f"{r['train_mse_median']:.1e}",
-                     f"{r['stalled_fraction']:.0%}", f"{r['test_mse_median_not_stalled']:.1e}",
-                     f"{r['best_of_r_median']:.1e} [{r['best_of_r_q05']:.1e}, {r['best_of_r_q95']:.1e}]"])
+        rows.append([r["embedding"], r["model"], r["D"], f"{_e(r['test_mse_median'])} [{_e(ci[0])}, {_e(ci[1])}]",
+                     f"{r['stalled_fraction']:.0%}", _e(r["test_mse_median_not_stalled"]), _e(r["best_of_r_median"]),
+                     _e(r["test_mse_min"]), _e(r["train_mse_median"])])
     return result_table(header, rows)
 
 
@@ -579,11 +585,11 @@ def stall_table(data: dict, kind: str = "moe"):
     """:func:`stall_diagnostics` as an HTML table."""
     from ..tables import result_table
 
-    rows = [[d["embedding"], "stalled" if d["stalled"] else "not stalled", d["runs"], f"{d['train_mse']:.1e}",
-             f"{d['test_mse']:.1e}", f"{d['dead_expert']:.0%}", f"{d['dead_units']:.0f}", f"{d['atlas_moved']:.0%}"]
+    rows = [[d["embedding"], "stalled" if d["stalled"] else "not stalled", d["runs"], _e(d["train_mse"]),
+             _e(d["test_mse"]), f"{d['dead_expert']:.0%}", f"{d['dead_units']:.0f}", f"{d['atlas_moved']:.0%}"]
             for d in stall_diagnostics(data, kind)]
-    return result_table(["embedding", "group", "runs", "median train MSE", "median test MSE", "with a dead expert",
-                         "median dead units (of 40)", "median share of circle re-assigned"], rows)
+    return result_table(["embedding", "group", "runs", "median train MSE", "median test MSE", "dead expert",
+                         "dead units (of 40)", "circle re-assigned"], rows)
 
 
 def compare_table(variants: dict, kind: str = "moe"):
@@ -594,9 +600,8 @@ def compare_table(variants: dict, kind: str = "moe"):
     for name, data in variants.items():
         for r in data["results"]:
             if r["kind"] == kind:
-                rows.append([name, r["embedding"], r["D"], f"{r['stalled_fraction']:.0%}",
-                             f"{r['test_mse_median']:.1e}", f"{r['test_mse_median_not_stalled']:.1e}",
-                             f"{r['best_of_r_median']:.1e}", f"{r['test_mse_min']:.1e}"])
+                rows.append([name, r["embedding"], r["D"], f"{r['stalled_fraction']:.0%}", _e(r["test_mse_median"]),
+                             _e(r["test_mse_median_not_stalled"]), _e(r["best_of_r_median"]), _e(r["test_mse_min"])])
     return result_table(["variant", "embedding", "D", "stalled", "median test MSE", "median, not stalled",
                          "best of 5 by train loss", "best run"], rows)
 
