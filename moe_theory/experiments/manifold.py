@@ -300,8 +300,9 @@ def atlas_frames(a_values, n_experts: int, *, D: int = 16, steps: int = 800, res
     """Widget frames: for each target frequency ``a`` of ``f = sin(a z_1) + cos(3 z_2)``, the best of
     ``restarts`` 1-``N``-MoEs *by training loss*, all trained together.
 
-    Axis embedding in ``R^D``, router started on the data, the chapter's settings otherwise (batch
-    512, learning rate 1e-2, load balancing 0.01). Returns ``{a: (model, Q, test_mse)}``.
+    Axis embedding in ``R^D``, router started on the data, every expert's ReLU kinks on its data
+    (:func:`init_experts_from_data`), the chapter's settings otherwise (batch 512, learning rate 1e-2,
+    load balancing 0.01). Returns ``{a: (model, Q, test_mse)}``.
     """
     a_values = [float(a) for a in a_values]
     n_experts = check_int("n_experts", n_experts, minimum=2)
@@ -311,7 +312,9 @@ def atlas_frames(a_values, n_experts: int, *, D: int = 16, steps: int = 800, res
     seeds = [seed + r for _ in a_values for r in range(restarts)]
     models = [make_regressor("moe", D, n_experts=n_experts, seed=s, device=device, dtype=dtype) for s in seeds]
     for m, s in zip(models, seeds):
-        init_router_from_data(m, sample_circle(256, Q, seed=20_000 + s)[0])
+        data = sample_circle(256, Q, seed=20_000 + s)[0]
+        init_router_from_data(m, data)
+        init_experts_from_data(m, data, seed=30_000 + s)  # kinks on the data: fewer stalled frames
     freqs = [(a, cfg.freqs[1]) for a in a_values for _ in range(restarts)]
     pop = fit_population(models, sampler=circle_sampler([Q] * len(models), cfg.batch_size, freqs, device=device,
                                                         dtype=dtype),
