@@ -531,22 +531,25 @@ def _e(v: float) -> str:
 
 def results_table(data: dict, *, kinds=None):
     """An HTML table (:func:`~moe_theory.tables.result_table`), one row per cell: median test MSE
-    [bootstrap 90% interval], stalled fraction, median of the others, best of R by training loss
-    (median over draws), best run, median training MSE."""
+    [bootstrap 90% interval], stalled fraction, median of the others ("not stalled"), best of R by
+    training loss (median over draws), best run, median training MSE. With one model in ``kinds``
+    the model column is left out."""
     from ..tables import result_table
 
     kinds = kinds or list(dict.fromkeys(r["kind"] for r in data["results"]))
     R = data["config"].get("restarts", 5)
-    header = ["embedding", "model", "D", "median test MSE [90% CI]", "stalled", "median, not stalled",
-              f"best of {R}", "best run", "median train MSE"]
+    one = len(kinds) == 1  # one model: name it in the caption, not in every row
+    header = ["embedding"] + ([] if one else ["model"]) + ["D", "median test MSE [90% CI]", "stalled",
+                                                          "not stalled", f"best of {R}", "best run", "train MSE"]
     rows = []
     for r in data["results"]:
         if r["kind"] not in kinds:
             continue
         ci = r["test_mse_ci90"]
-        rows.append([r["embedding"], r["model"], r["D"], f"{_e(r['test_mse_median'])} [{_e(ci[0])}, {_e(ci[1])}]",
-                     f"{r['stalled_fraction']:.0%}", _e(r["test_mse_median_not_stalled"]), _e(r["best_of_r_median"]),
-                     _e(r["test_mse_min"]), _e(r["train_mse_median"])])
+        rows.append([r["embedding"]] + ([] if one else [r["model"]]) + [
+            r["D"], f"{_e(r['test_mse_median'])} [{_e(ci[0])}, {_e(ci[1])}]", f"{r['stalled_fraction']:.0%}",
+            _e(r["test_mse_median_not_stalled"]), _e(r["best_of_r_median"]), _e(r["test_mse_min"]),
+            _e(r["train_mse_median"])])
     return result_table(header, rows)
 
 
