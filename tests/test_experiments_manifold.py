@@ -175,7 +175,10 @@ def test_experiment_command_writes_the_schema_and_resumes(tmp_path, one_thread):
         assert len(r["per_seed"]) == 3
     assert {t["kind"] for t in data["rank_tests"]} == {"moe"}
     assert out.with_suffix(".png").stat().st_size > 1000
-    assert "1-4-MoE" in exp.results_table(data).markdown
+    table = exp.results_table(data).markdown  # one model: no model column
+    assert table.startswith("| embedding | D | median test MSE") and table.count("\n") == 3
+    data["results"].append({**data["results"][0], "kind": "dense-total", "model": "dense-total"})
+    assert "| model |" in exp.results_table(data).markdown
     with pytest.raises(FileNotFoundError, match="does not exist"):
         exp.load_results(tmp_path / "missing.json")
     with pytest.raises(TypeError, match="cfg must be an Exp1Config"):
