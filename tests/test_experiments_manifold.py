@@ -234,10 +234,13 @@ def test_prop_mfd_axis_spread_rescaled_weights_do_not_depend_on_the_initial_scal
     torch.testing.assert_close(out[0], out[2], rtol=1e-12, atol=1e-14)
 
 
-def test_committed_variants_are_the_remedy_on_the_random_cells():
+def test_committed_variants_are_the_remedy_and_the_spread_init():
     variants = json.loads(exp.VARIANTS_PATH.read_text())
-    for name, data in variants.items():
-        assert data["config"]["expert_init"] == "data" and len(data["seed"]) >= 30
-        assert {(r["embedding"], r["D"]) for r in data["results"]} == {("random", 16), ("random", 128)}
+    expected = {"kinks on data": ("expert_init", "data", "random"), "spread init": ("init", "spread", "axis")}
+    assert set(variants) == set(expected)
+    for name, (field, value, emb) in expected.items():
+        data = variants[name]
+        assert data["config"][field] == value and len(data["seed"]) >= 30
+        assert {(r["embedding"], r["D"]) for r in data["results"]} == {(emb, 16), (emb, 128)}
         for r in data["results"]:
             assert 0.0 <= r["stalled_fraction"] <= 1.0 and len(r["per_seed"]) == len(data["seed"])

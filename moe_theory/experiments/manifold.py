@@ -608,8 +608,8 @@ def compare_table(variants: dict, kind: str = "moe"):
             if r["kind"] == kind:
                 rows.append([name, r["embedding"], r["D"], f"{r['stalled_fraction']:.0%}", _e(r["test_mse_median"]),
                              _e(r["test_mse_median_not_stalled"]), _e(r["best_of_r_median"]), _e(r["test_mse_min"])])
-    return result_table(["variant", "embedding", "D", "stalled", "median test MSE", "median, not stalled",
-                         "best of 5 by train loss", "best run"], rows)
+    return result_table(["variant", "embedding", "D", "stalled", "median test MSE", "not stalled",
+                         "best of 5", "best run"], rows)
 
 
 def plot_results(data: dict, axes=None, *, title: str | None = None):
