@@ -62,8 +62,11 @@ bench-quick: setup
 
 # Full-scale reproductions, regenerating the committed results/ files (slow: see each command's --help).
 experiments: setup
-	$(BIN)/python -m moe_theory.experiments.manifold
-	$(BIN)/python -m moe_theory.experiments.compositional
+	@start=$$(date +%s); \
+	  $(BIN)/python -m moe_theory.experiments.manifold && \
+	  echo "Experiment I: wall time $$(( $$(date +%s) - start )) s" && \
+	  $(BIN)/python -m moe_theory.experiments.compositional && \
+	  echo "make experiments: wall time $$(( $$(date +%s) - start )) s"
 
 clean-cache:
 	rm -rf _build/.jupyter_cache

@@ -9,7 +9,8 @@ Three groups of functions, in the order the chapter uses them:
   Voronoi gate ``g_i(x) = c_i^T x - |c_i|^2 / 2`` and the chart-based MoE of the (reconstructed)
   proof: bias-free Voronoi gate, tangent-projection charts ``t = u_i^T x``, 1-D ReLU-spline experts.
   Numpy, float64.
-* **Training helpers** for the small regressors of Experiment I (torch, seeded, any device).
+* **Helpers for the trained models of Experiment I** (parameter counts, the learned atlas and its
+  picture); building, training and evaluating them is :mod:`moe_theory.experiments.manifold`.
 
 Notation as in the book: ``N`` experts (= charts), ``D`` ambient and ``d`` intrinsic dimension,
 ``m`` knots (width) per expert, ``g`` gate logits, ``E_i`` expert ``i``.
@@ -24,19 +25,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._validation import (check_array, check_choice, check_int, check_k, check_positive_int, check_positive_real,
-                          check_real, check_rng, check_seed)
+from ._validation import (check_array, check_choice, check_int, check_positive_int, check_positive_real,
+                          check_real, check_rng)
 from .device import resolve_device
 from .layers import MoE
-from .training import TrainResult, fit_regressor
 
 __all__ = [
     "random_isometry", "check_isometry", "circle_embedding", "embed", "sample_circle", "circle_grid",
     "sample_sphere", "sample_torus", "circle_target", "voronoi_gate", "partition_of_unity",
     "argmax_routing_is_exact", "CircleAtlas", "circle_atlas", "ChartMoE", "build_chart_moe",
-    "chart_moe_sup_error", "chart_moe_to_layer", "make_regressor", "equal_parameter_width",
-    "count_parameters", "train_circle_regressor", "evaluate_circle", "expert_assignment",
-    "init_router_from_data", "plot_circle_moe",
+    "chart_moe_sup_error", "chart_moe_to_layer", "equal_parameter_width",
+    "count_parameters", "expert_assignment", "plot_circle_moe",
 ]
 
 _EMBEDDINGS = ("axis", "random")
@@ -89,16 +88,21 @@ def embed(z, Q) -> np.ndarray:
     return z @ Q.T  # (n, D)
 
 
-def circle_target(theta, freqs=(5.0, 3.0)) -> np.ndarray:
+def circle_target(theta, freqs=(5.0, 3.0)):
     """Experiment I's target on the circle, ``f = sin(a z_1) + cos(b z_2)`` with ``z = (cos t, sin t)``.
+
+    ``theta`` may be a NumPy array (float64 result) or a torch tensor (result of its dtype and
+    device, differentiable): one formula for the test grid and the training batches.
 
     Examples
     --------
     >>> bool(circle_target(np.array([0.0]))[0] == np.sin(5.0) + 1.0)
     True
     """
-    theta = check_array("theta", theta)
     a, b = (check_real("freqs[0]", freqs[0]), check_real("freqs[1]", freqs[1]))
+    if isinstance(theta, torch.Tensor):
+        return torch.sin(a * torch.cos(theta)) + torch.cos(b * torch.sin(theta))
+    theta = check_array("theta", theta)
     return np.sin(a * np.cos(theta)) + np.cos(b * np.sin(theta))
 
 
@@ -312,10 +316,11 @@ def build_chart_moe(n_experts: int, m: int, Q, *, freqs=(5.0, 3.0)) -> ChartMoE:
 
     Notes
     -----
-    Expert ``i`` is the piecewise-linear interpolant of ``g_i(t) = f(theta_i + arcsin t)`` at ``m``
-    equispaced knots on ``[-sin(pi/N), sin(pi/N)]`` (the chart image of the Voronoi arc), written
-    as ``s(t) = s(t_0) + sum_j (sigma_j - sigma_{j-1}) relu(t - t_j)`` with ``sigma_j`` the slope of
-    segment ``j`` (``sigma_{-1} = 0``). Linear interpolation has error ``<= h^2 max|g_i''| / 8``,
+    Expert ``i`` is the piecewise-linear interpolant of ``f~_i(t) = f(theta_i + arcsin t)`` (the
+    target read in chart ``i``) at ``m`` equispaced knots on ``[-sin(pi/N), sin(pi/N)]`` (the chart
+    image of the Voronoi arc), written as ``s(t) = s(t_0) + sum_j (beta_j - beta_{j-1}) relu(t - t_j)``
+    with ``beta_j`` the slope of segment ``j`` (``beta_{-1} = 0``). Linear interpolation has error
+    ``<= h^2 max|f~_i''| / 8``,
     ``h = 2 sin(pi/N) / (m - 1)``: the sup error falls as ``m^{-2}``, whatever ``D``.
 
     Examples
@@ -364,8 +369,7 @@ def chart_moe_to_layer(moe: ChartMoE, *, device=None, dtype=torch.float64) -> Mo
     return layer
 
 
-# --------------------------------------------------------------------------- training helpers (Experiment I)
-_KINDS = ("moe", "dense")
+# --------------------------------------------------------------------------- trained models (Experiment I)
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -394,105 +398,19 @@ def equal_parameter_width(D: int, *, n_experts: int = 4, width: int = 10) -> int
     return max(1, round((total - 1) / (D + 2)))
 
 
-def make_regressor(kind: str, D: int, *, width: int = 10, n_experts: int = 4, k: int = 1, seed,
-                   weighting: str = "softmax", device=None, dtype=torch.float32) -> nn.Module:
-    """A 1-layer top-``k`` MoE of ``N`` two-layer ReLU experts of width ``width``, or a dense ReLU net.
-
-    The initialisation is PyTorch's default (``U(+-1/sqrt(fan_in))``), drawn from ``seed`` without
-    touching the global generator. ``weighting="softmax"`` (Switch) lets the gate learn at ``k = 1``.
-    """
-    kind = check_choice("kind", kind, _KINDS)
-    D, width, n_experts = check_int("D", D, minimum=2), check_positive_int("width", width), \
-        check_positive_int("n_experts", n_experts)
-    k = check_k(k, n_experts)
-    seed = check_seed("seed", seed)
-    device = resolve_device(device)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        if kind == "moe":
-            return MoE(D, width, n_experts, k, d_out=1, weighting=weighting, device=device, dtype=dtype)
-        return nn.Sequential(nn.Linear(D, width), nn.ReLU(), nn.Linear(width, 1)).to(device=device, dtype=dtype)
-
-
-def train_circle_regressor(model: nn.Module, Q, *, freqs=(5.0, 3.0), steps: int = 4000, lr: float = 3e-3,
-                           batch_size: int = 128, aux_weight: float = 0.01, lr_min_ratio: float = 1e-3,
-                           seed) -> TrainResult:
-    """Fit ``model`` to :func:`circle_target` with a fresh uniform-angle batch at every step.
-
-    Adam on squared loss, cosine learning-rate decay to ``lr_min_ratio * lr``, gradient clipping at
-    1, Switch load-balancing loss of weight ``aux_weight`` for an MoE (see :func:`~moe_theory.fit_regressor`).
-    """
-    Q = check_isometry(Q)
-    batch_size = check_positive_int("batch_size", batch_size)
-    p = next(model.parameters())
-    Qt = torch.as_tensor(Q, device=p.device, dtype=p.dtype)  # (D, 2)
-    a, b = float(freqs[0]), float(freqs[1])
-
-    def sampler(gen: torch.Generator):
-        theta = 2 * math.pi * torch.rand(batch_size, generator=gen, dtype=torch.float64).to(p.device, p.dtype)
-        z = torch.stack([torch.cos(theta), torch.sin(theta)], 1)  # (B, 2)
-        return z @ Qt.T, (torch.sin(a * z[:, 0]) + torch.cos(b * z[:, 1]))[:, None]
-
-    return fit_regressor(model, steps=steps, lr=lr, aux_weight=aux_weight, seed=seed, sampler=sampler,
-                         lr_min_ratio=lr_min_ratio)
-
-
-def evaluate_circle(model: nn.Module, Q, *, freqs=(5.0, 3.0), n_test: int = 4096) -> dict:
-    """Test MSE and sup error on the grid :func:`circle_grid`; for an MoE also the load per expert."""
-    n_test = check_positive_int("n_test", n_test)
-    x, theta = circle_grid(n_test, check_isometry(Q))
-    p = next(model.parameters())
-    with torch.no_grad():
-        xt = torch.as_tensor(x, device=p.device, dtype=p.dtype)  # (n, D)
-        out = model(xt)  # (n, 1)
-        routing = model.router(xt) if isinstance(model, MoE) else None
-    err = out[:, 0].double().cpu().numpy() - circle_target(theta, freqs)
-    result = {"test_mse": float(np.mean(err**2)), "sup_error": float(np.abs(err).max())}
-    if routing is not None:
-        result["load_fraction"] = routing.load_fraction().cpu().double().tolist()
-    return result
-
-
-def expert_assignment(model: MoE, Q, theta) -> np.ndarray:
-    """Top-1 expert of the MoE at the circle points of angles ``theta`` (the learned atlas)."""
+def expert_assignment(model: MoE, Q, theta, *, device=None, dtype=torch.float32) -> np.ndarray:
+    """Top-1 expert of the MoE (on ``device``, in ``dtype``) at the circle points of angles ``theta``."""
     if not isinstance(model, MoE):
         raise TypeError(f"model must be an MoE, got {type(model).__name__}")
     theta = check_array("theta", theta, ndim=1)
     x = embed(np.stack([np.cos(theta), np.sin(theta)], 1), Q)
-    p = next(model.parameters())
     with torch.no_grad():
-        routing = model.router(torch.as_tensor(x, device=p.device, dtype=p.dtype))
+        routing = model.router(torch.as_tensor(x, device=resolve_device(device), dtype=dtype))
     return routing.indices[:, 0].cpu().numpy()
 
 
-def init_router_from_data(model: MoE, x, *, scale: float = 1.0) -> np.ndarray:
-    """Set the gate to ``g_i(x) = scale * c_i^T x`` with ``N`` data points ``c_i`` spread by farthest-point sampling.
-
-    By the Voronoi-gate lemma the initial top-1 cells are then the Voronoi cells of the ``c_i``
-    (on a centred sphere no bias is needed), so every expert starts with data. Deterministic:
-    the first centre is ``x[0]``, each next one the point farthest from those chosen.
-    Returns the indices of the chosen points.
-    """
-    if not isinstance(model, MoE):
-        raise TypeError(f"model must be an MoE, got {type(model).__name__}")
-    x = check_array("x", x, shape=(model.d_model,), ndim=2)
-    scale = check_positive_real("scale", scale)
-    if x.shape[0] < model.n_experts:
-        raise ValueError(f"x must have at least n_experts (= {model.n_experts}) rows, got {x.shape[0]}")
-    chosen = [0]
-    dist = np.linalg.norm(x - x[0], axis=1)
-    for _ in range(model.n_experts - 1):
-        chosen.append(int(np.argmax(dist)))
-        dist = np.minimum(dist, np.linalg.norm(x - x[chosen[-1]], axis=1))
-    w = model.router.weight
-    with torch.no_grad():
-        w.copy_(scale * torch.as_tensor(x[chosen], device=w.device, dtype=w.dtype))
-        if model.router.bias is not None:
-            model.router.bias.zero_()
-    return np.array(chosen)
-
-
-def plot_circle_moe(model: MoE, Q, *, freqs=(5.0, 3.0), axes=None, n: int = 720):
+def plot_circle_moe(model: MoE, Q, *, freqs=(5.0, 3.0), axes=None, n: int = 720, device=None,
+                    dtype=torch.float32, legend: bool = True):
     """Two panels along the angle ``theta``: the target, each expert's output (bold on the arc it owns)
     and the routed output; below, the router's probabilities ``p_i(theta)`` coloured by expert."""
     import matplotlib.pyplot as plt
@@ -502,8 +420,7 @@ def plot_circle_moe(model: MoE, Q, *, freqs=(5.0, 3.0), axes=None, n: int = 720)
     if not isinstance(model, MoE):
         raise TypeError(f"model must be an MoE, got {type(model).__name__}")
     x, theta = circle_grid(check_positive_int("n", n), check_isometry(Q))
-    p = next(model.parameters())
-    xt = torch.as_tensor(x, device=p.device, dtype=p.dtype)  # (n, D)
+    xt = torch.as_tensor(x, device=resolve_device(device), dtype=dtype)  # (n, D)
     with torch.no_grad():
         routing = model.router(xt)
         outs = np.stack([model.expert(i, xt)[:, 0].cpu().double().numpy() for i in range(model.n_experts)])
@@ -519,7 +436,8 @@ def plot_circle_moe(model: MoE, Q, *, freqs=(5.0, 3.0), axes=None, n: int = 720)
         axes[1].plot(theta, probs[:, i], color=colors[i], lw=1.5)
         axes[1].fill_between(theta, 0, 1, where=owner == i, color=colors[i], alpha=0.15, lw=0)
     axes[0].set(ylabel="output", ylim=(-2.6, 2.6))
-    axes[0].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    if legend:
+        axes[0].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     axes[1].set(xlabel=r"angle $\theta$ on the circle", ylabel="router $p_i$", ylim=(0, 1))
     axes[1].set_xticks(np.pi * np.arange(5) / 2, ["0", r"$\pi/2$", r"$\pi$", r"$3\pi/2$", r"$2\pi$"])
     return axes

@@ -11,8 +11,9 @@ from torch import nn
 
 from ._validation import check_positive_int, check_positive_real, check_real, check_seed, check_tensor
 from .layers import MoE, load_balancing_loss
+from .population import PopulationResult, fit_population  # many seeds at once, same numbers
 
-__all__ = ["TrainResult", "fit_regressor", "mse"]
+__all__ = ["TrainResult", "fit_regressor", "mse", "PopulationResult", "fit_population"]
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""The manifold chapter: samplers, atlases, the constructive MoE, Experiment I helpers."""
+"""The manifold chapter: samplers, atlases, the constructive MoE (Experiment I: test_experiments_manifold.py)."""
 
 import json
 import math
@@ -9,13 +9,10 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from moe_theory import fit_regressor
-from moe_theory.experiments import manifold as exp
 from moe_theory.manifold import (argmax_routing_is_exact, build_chart_moe, chart_moe_sup_error, chart_moe_to_layer,
                                  check_isometry, circle_atlas, circle_embedding, circle_grid, circle_target, embed,
-                                 equal_parameter_width, evaluate_circle, expert_assignment, init_router_from_data,
-                                 make_regressor, partition_of_unity, random_isometry, sample_circle, sample_sphere,
-                                 sample_torus, train_circle_regressor, voronoi_gate, count_parameters)
+                                 equal_parameter_width, partition_of_unity, random_isometry, sample_circle,
+                                 sample_sphere, sample_torus, voronoi_gate, count_parameters)
 
 
 # ----------------------------------------------------------------------------- embeddings and samplers
@@ -208,111 +205,3 @@ def test_prop_mfd_spline_expert_is_an_exact_two_layer_relu_moe():
         chart_moe_sup_error(3)
     with pytest.raises(TypeError, match="moe must be a ChartMoE"):
         chart_moe_to_layer(None)
-
-
-# ----------------------------------------------------------------------------- trained MoE (Experiment I helpers)
-# (the one_thread fixture lives in conftest.py)
-
-
-def test_top1_moe_output_is_the_selected_expert_with_weight_one():
-    layer = make_regressor("moe", 16, seed=0, weighting="renormalized", device="cpu", dtype=torch.float64)
-    x = torch.as_tensor(sample_circle(200, circle_embedding(16), seed=1)[0])
-    y, routing = layer(x, return_routing=True)
-    assert torch.equal(routing.weights, torch.ones_like(routing.weights))
-    sel = torch.stack([layer.expert(int(i), x[n:n + 1])[0] for n, i in enumerate(routing.indices[:, 0])])
-    assert torch.allclose(y, sel, atol=1e-12)
-
-
-def test_make_regressor_is_seeded_and_counts_parameters():
-    a = make_regressor("moe", 32, seed=3, device="cpu")
-    b = make_regressor("moe", 32, seed=3, device="cpu")
-    state = torch.random.get_rng_state()
-    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
-    assert torch.equal(state, torch.random.get_rng_state())  # the global generator is untouched
-    n_moe = count_parameters(a)
-    assert n_moe == 4 * 33 + 4 * (10 * 34 + 1)
-    h = equal_parameter_width(32)
-    dense = make_regressor("dense", 32, width=h, seed=0, device="cpu")
-    assert abs(count_parameters(dense) - n_moe) <= 34
-    with pytest.raises(ValueError, match="kind must be one of"):
-        make_regressor("cnn", 8, seed=0)
-    with pytest.raises(ValueError, match="width must be >= 1"):
-        make_regressor("moe", 8, width=0, seed=0)
-    with pytest.raises(ValueError, match=r"k must satisfy 1 <= k <= n_experts \(= 4\), got k=5"):
-        make_regressor("moe", 8, k=5, seed=0)
-    with pytest.raises(ValueError, match="width must be >= 1"):
-        equal_parameter_width(8, width=0)
-    with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
-        count_parameters(3)
-
-
-def test_trained_moe_learns_the_circle_target_at_small_and_large_D(one_thread):
-    errs = {}
-    for D in (16, 128):
-        Q = circle_embedding(D, "random", seed=D)
-        model = make_regressor("moe", D, seed=0, device="cpu")
-        init_router_from_data(model, sample_circle(64, Q, seed=1)[0])
-        before = evaluate_circle(model, Q, n_test=512)["test_mse"]
-        res = train_circle_regressor(model, Q, steps=200, lr=1e-2, seed=0)
-        ev = evaluate_circle(model, Q, n_test=512)
-        errs[D] = ev["test_mse"]
-        assert ev["test_mse"] < 0.2 * before and len(res.losses) == 200
-        assert min(ev["load_fraction"]) > 0.05  # all four experts get traffic
-        owners = expert_assignment(model, Q, np.linspace(0, 2 * np.pi, 400, endpoint=False))
-        assert len(np.unique(owners)) == 4
-    assert max(errs.values()) < 3 * min(errs.values())
-    # same seed, same numbers
-    Q = circle_embedding(16, "axis")
-    m1, m2 = (make_regressor("moe", 16, seed=1, device="cpu") for _ in range(2))
-    r1, r2 = (train_circle_regressor(m, Q, steps=20, seed=4) for m in (m1, m2))
-    assert r1.losses == r2.losses
-
-
-def test_training_helpers_reject_bad_input():
-    model = make_regressor("moe", 8, seed=0, device="cpu")
-    with pytest.raises(ValueError, match="batch_size must be >= 1"):
-        train_circle_regressor(model, circle_embedding(8), batch_size=0, seed=0)
-    with pytest.raises(ValueError, match=r"Q must have orthonormal columns"):
-        train_circle_regressor(model, np.ones((8, 2)), seed=0)
-    with pytest.raises(ValueError, match="x must have at least n_experts"):
-        init_router_from_data(model, np.ones((2, 8)))
-    with pytest.raises(TypeError, match="model must be an MoE"):
-        init_router_from_data(torch.nn.Linear(8, 1), np.ones((8, 8)))
-    with pytest.raises(TypeError, match="model must be an MoE"):
-        expert_assignment(torch.nn.Linear(8, 1), circle_embedding(8), np.zeros(3))
-    with pytest.raises(ValueError, match="n_test must be >= 1"):
-        evaluate_circle(model, circle_embedding(8), n_test=0)
-    with pytest.raises(ValueError, match="fit_regressor needs either x and y or a sampler"):
-        fit_regressor(model)
-    with pytest.raises(TypeError, match="sampler must be callable or None"):
-        fit_regressor(model, sampler=3)
-
-
-# ----------------------------------------------------------------------------- the experiment command
-def test_experiment_command_writes_the_schema(tmp_path, one_thread):
-    out = tmp_path / "exp1.json"
-    assert exp.main(["--quick", "--steps", "5", "--dims", "4", "8", "--out", str(out)]) == 0
-    data = json.loads(out.read_text())
-    assert set(data) >= {"config", "seed", "results"} and data["config"]["steps"] == 5
-    rows = data["results"]
-    assert {(r["D"], r["kind"]) for r in rows} == {(4, "moe"), (8, "moe"), (4, "dense-total"), (8, "dense-total")}
-    for r in rows:
-        assert {"D", "test_mse", "train_seconds", "test_mse_median", "per_seed", "embedding"} <= set(r)
-    assert out.with_suffix(".png").stat().st_size > 1000
-    assert "dense-total" in exp.results_table(data)
-    with pytest.raises(FileNotFoundError, match="does not exist"):
-        exp.load_results(tmp_path / "missing.json")
-    with pytest.raises(TypeError, match="cfg must be an Exp1Config"):
-        exp.run_experiment({})
-    with pytest.raises(ValueError, match="kind must be one of"):
-        exp.run_one(exp.QUICK, "cnn", "axis", 4, 0)
-
-
-def test_committed_results_have_the_required_schema():
-    data = exp.load_results()
-    assert len(data["seed"]) >= 5 and data["config"]["dims"] == [16, 32, 64, 128]
-    kinds = {(r["kind"], r["embedding"]) for r in data["results"]}
-    assert {("moe", "axis"), ("moe", "random"), ("dense-total", "axis")} <= kinds
-    for r in data["results"]:
-        assert len(r["per_seed"]) == len(data["seed"])
-        assert r["test_mse_min"] <= r["test_mse_median"] <= r["test_mse_max"]

@@ -1,0 +1,535 @@
+"""Train a population of small regressors at once: every seed of a sweep in one program.
+
+:func:`fit_population` trains ``P`` independent models of one architecture (a
+:class:`~moe_theory.layers.MoE` with an MLP expert bank, or a dense ``nn.Sequential`` of
+``Linear`` layers and activations) with *exactly* the algorithm of
+:func:`~moe_theory.training.fit_regressor`: the same seeded minibatch stream per member, Adam,
+cosine learning-rate decay, gradient-norm clipping per member, the Switch load-balancing loss
+for an MoE. The members' weights are stacked along a leading population axis ``P``, so a step is
+a handful of batched tensor operations (``bmm``, ``einsum``) instead of ``P`` programs of tiny
+operators. Member ``i`` reproduces the single-model run with the same seed (a float64 test checks
+the loss history and the final weights to 1e-8).
+
+Routing per member is the single model's rule: logits ``g = W_r x (+ b)``, the ``k`` largest
+(ties to the smaller index, :func:`~moe_theory.layers.topk_route`), weights ``pi`` renormalised
+over the selected logits or taken from the full softmax, ``y = sum_{i in S} pi_i E_i(x)``. All
+``N`` experts are evaluated densely and combined with a matrix that is zero off the active set
+(as fast as index dispatch at ``N = 4``; an inactive expert gets an exactly zero gradient).
+
+The population is cut into chunks that fit a memory budget; finished members' records can be
+appended to a JSON-lines file, so an interrupted sweep resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ._validation import (check_bool, check_positive_int, check_positive_real, check_real,
+                          check_seed, check_tensor)
+from .device import resolve_device
+from .layers import MoE, topk_route
+
+__all__ = ["PopulationResult", "fit_population", "population_chunk_size"]
+
+_ACTIVATIONS = {nn.ReLU: F.relu, nn.Tanh: torch.tanh, nn.GELU: F.gelu}
+_MOE_ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu, "tanh": torch.tanh}
+
+
+def _named(model: nn.Module) -> dict[str, nn.Parameter]:
+    """The parameters of ``model`` by the last component of their name (``experts.w1 -> w1``)."""
+    out = {}
+    for name, p in model.named_parameters():
+        parts = name.split(".")
+        short = "router." + parts[-1] if "router" in parts[:-1] else parts[-1]
+        if short in out:
+            raise ValueError(f"model has two parameters named {short!r}: cannot stack it")
+        out[short] = p
+    return out
+
+
+def _softmax1(g: torch.Tensor) -> torch.Tensor:
+    """Softmax over axis 1 (the experts), written out."""
+    e = torch.exp(g - g.detach().amax(1, keepdim=True))
+    return e / e.sum(1, keepdim=True)
+
+
+class _MoEFamily:
+    """Stacked MoE members: gate ``(P, N, D)`` (+ bias ``(P, N)``), experts ``w1 (P, N, H, D)``,
+    ``b1 (P, N, H)``, ``w2 (P, N, O, H)``, ``b2 (P, N, O)``."""
+
+    is_moe = True
+
+    def __init__(self, models: Sequence[MoE]):
+        m0 = models[0]
+        if getattr(m0, "expert_kind", "mlp") != "mlp":
+            raise ValueError(f"models[0] must have MLP experts (expert='mlp'), got expert={m0.expert_kind!r}")
+        if m0.router_kind == "noisy_topk":
+            raise ValueError("models[0] has router='noisy_topk': its noise comes from the layer's own "
+                             "generator, which a population cannot reproduce; use 'topk' or 'softmax'")
+        if m0.capacity_factor is not None:
+            raise ValueError(f"models[0] must have capacity_factor=None, got {m0.capacity_factor}")
+        self.N, self.k, self.D, self.O, self.H = m0.n_experts, m0.k, m0.d_model, m0.d_out, m0.d_hidden
+        self.router = m0.router_kind
+        self.weighting = getattr(m0.router, "weighting", "softmax")
+        self.act = _MOE_ACTIVATIONS[m0.activation]
+        sig = self._signature(m0)
+        for i, m in enumerate(models):
+            if not isinstance(m, MoE):
+                raise TypeError(f"models[{i}] must be an MoE like models[0], got {type(m).__name__}")
+            if self._signature(m) != sig:
+                raise ValueError(f"models[{i}] must have the architecture of models[0]: {sig}, "
+                                 f"got {self._signature(m)}")
+        self.names = [n for n in ("router.weight", "router.bias", "w1", "b1", "w2", "b2") if n in _named(m0)]
+        shapes = {"router.weight": (self.N, self.D), "router.bias": (self.N,), "w1": (self.N, self.H, self.D),
+                  "b1": (self.N, self.H), "w2": (self.N, self.O, self.H), "b2": (self.N, self.O)}
+        for n in ("router.weight", "w1", "b1", "w2", "b2"):
+            if n not in self.names:
+                raise ValueError(f"models[0] has no parameter named {n!r} (found {sorted(_named(m0))})")
+        for n in self.names:
+            if tuple(_named(m0)[n].shape) != shapes[n]:
+                raise ValueError(f"parameter {n} of models[0] must have shape {shapes[n]}, "
+                                 f"got {tuple(_named(m0)[n].shape)}")
+
+    @staticmethod
+    def _signature(m: nn.Module) -> tuple:
+        if not isinstance(m, MoE):
+            return (type(m).__name__,)
+        return (m.d_model, m.d_hidden, m.n_experts, m.k, m.d_out, m.router_kind, m.activation,
+                getattr(m.router, "weighting", None), m.router.bias is not None, m.capacity_factor,
+                getattr(m, "expert_kind", "mlp"))
+
+    def params_of(self, model: nn.Module) -> list[torch.Tensor]:
+        named = _named(model)
+        return [named[n] for n in self.names]
+
+    def forward(self, params: list[torch.Tensor], x: torch.Tensor):
+        """``x (P, B, D) -> y (P, B, O)``, the logits ``g (P, N, B)`` and active indices ``(P, k, B)``.
+
+        Batch axis last inside (``(P, features, B)``): the first layers of all experts are one
+        ``bmm``, the second layers one block-diagonal ``bmm``; the softmax over the ``N`` experts is
+        written out (torch's kernel is slow on a short axis).
+        """
+        p = dict(zip(self.names, params))
+        P, B, _ = x.shape
+        N, H, O = self.N, self.H, self.O
+        xT = x.transpose(1, 2)  # (P, D, B)
+        g = torch.bmm(p["router.weight"], xT)  # (P, N, B)
+        if "router.bias" in p:
+            g = g + p["router.bias"][:, :, None]
+        w1 = p["w1"].reshape(P, N * H, -1)  # (P, N H, D)
+        h = self.act(torch.baddbmm(p["b1"].reshape(P, N * H, 1), w1, xT))  # (P, N H, B)
+        w2 = (p["w2"][:, :, :, None, :] * self._eye(N, x)).reshape(P, N * O, N * H)  # block-diagonal
+        out = torch.baddbmm(p["b2"].reshape(P, N * O, 1), w2, h).view(P, N, O, B)  # (P, N, O, B)
+        if self.router == "softmax":
+            C = _softmax1(g)  # (P, N, B)
+            idx = None
+        else:
+            # the library's rule (ties to the smaller index), on a (P, B, N) copy: fast on a last axis
+            idx = topk_route(g.detach().transpose(1, 2).contiguous(), self.k)[0].transpose(1, 2)  # (P, k, B)
+            if self.weighting == "renormalized":
+                pi = _softmax1(g.gather(1, idx))  # (P, k, B)
+            else:
+                pi = _softmax1(g).gather(1, idx)  # (P, k, B)
+            C = torch.zeros_like(g).scatter(1, idx, pi)  # (P, N, B), zero off the active set
+        y = (C[:, :, None, :] * out).sum(1)  # (P, O, B)
+        return y.transpose(1, 2), g, idx
+
+    @staticmethod
+    def _eye(N, x):
+        return torch.eye(N, device=x.device, dtype=x.dtype)[None, :, None, :, None]  # (1, N, 1, N, 1)
+
+    def aux_loss(self, g: torch.Tensor, idx: torch.Tensor | None) -> torch.Tensor:
+        """Switch load-balancing loss per member, ``N sum_i f_i P_i``, shape (P,)."""
+        P, N, B = g.shape
+        probs = _softmax1(g).mean(2)  # (P, N)
+        if idx is None:  # dense softmax routing: every expert gets every token
+            f = torch.full_like(probs, 1.0 / N)
+        else:
+            f = torch.zeros_like(probs).scatter_add_(1, idx.reshape(P, -1), torch.ones_like(
+                idx.reshape(P, -1), dtype=g.dtype)) / idx[0].numel()  # (P, N)
+        return N * (f * probs).sum(1)
+
+    def loads(self, g: torch.Tensor, idx: torch.Tensor | None) -> torch.Tensor:
+        """Fraction of (token, slot) pairs each expert received, per member, shape (P, N)."""
+        if idx is None:
+            return torch.full(g.shape[:2], 1.0 / self.N, dtype=torch.float64)
+        P = g.shape[0]
+        counts = torch.zeros(P, self.N, dtype=torch.float64, device=g.device)
+        counts.scatter_add_(1, idx.reshape(P, -1), torch.ones(idx.reshape(P, -1).shape, dtype=torch.float64,
+                                                               device=g.device))
+        return counts / idx[0].numel()
+
+    def activation_width(self) -> int:
+        return self.D + 3 * self.N * self.H + 3 * self.N * self.O + 6 * self.N
+
+
+class _DenseFamily:
+    """Stacked ``nn.Sequential`` members of ``Linear`` layers and activations: ``W_l (P, out, in)``."""
+
+    is_moe = False
+
+    def __init__(self, models: Sequence[nn.Module]):
+        sig = self._signature(models[0])
+        for i, m in enumerate(models):
+            s = self._signature(m)
+            if s != sig:
+                raise ValueError(f"models[{i}] must have the architecture of models[0]: {sig}, got {s}")
+        self.layers = sig
+        self.D = sig[0][1]
+
+    @staticmethod
+    def _signature(m: nn.Module) -> tuple:
+        if not isinstance(m, nn.Sequential):
+            raise TypeError(f"models must be MoE layers or nn.Sequential dense nets, got {type(m).__name__}")
+        sig = []
+        for j, layer in enumerate(m):
+            if isinstance(layer, nn.Linear):
+                sig.append(("linear", layer.in_features, layer.out_features, layer.bias is not None))
+            elif type(layer) in _ACTIVATIONS:
+                sig.append((type(layer).__name__,))
+            else:
+                raise ValueError(f"dense members may hold only Linear, ReLU, Tanh and GELU layers, "
+                                 f"got {type(layer).__name__} at position {j}")
+        if not sig or sig[0][0] != "linear":
+            raise ValueError("a dense member must start with an nn.Linear layer")
+        return tuple(sig)
+
+    def params_of(self, model: nn.Module) -> list[torch.Tensor]:
+        out = []
+        for layer in model:
+            if isinstance(layer, nn.Linear):
+                out += [layer.weight] + ([layer.bias] if layer.bias is not None else [])
+        return out
+
+    def forward(self, params: list[torch.Tensor], x: torch.Tensor):
+        """``x (P, B, D) -> y (P, B, O)``."""
+        it = iter(params)
+        h = x.transpose(1, 2)  # (P, D, B): batch axis last
+        for s in self.layers:
+            if s[0] == "linear":
+                w = next(it)  # (P, out, in)
+                h = torch.baddbmm(next(it)[:, :, None], w, h) if s[3] else torch.bmm(w, h)  # (P, out, B)
+            else:
+                h = {"ReLU": F.relu, "Tanh": torch.tanh, "GELU": F.gelu}[s[0]](h)
+        return h.transpose(1, 2), None, None
+
+    def activation_width(self) -> int:
+        return sum(3 * s[2] for s in self.layers if s[0] == "linear") + self.D
+
+
+@dataclass
+class PopulationResult:
+    """What :func:`fit_population` returns.
+
+    ``records[i]`` is member ``i``'s record (``key``, ``seed``, ``final_train_mse`` = mean of the
+    last 50 minibatch losses, ``train_seconds``, for an MoE ``train_load_fraction`` and
+    ``train_dead_experts`` on the last minibatch, plus what ``evaluate`` returned);
+    ``losses[i]`` its minibatch loss history (``None`` for a member whose record was resumed).
+    """
+
+    records: list[dict] = field(default_factory=list)
+    losses: list = field(default_factory=list)
+    seconds: float = 0.0
+    chunk_size: int = 0
+
+
+def population_chunk_size(models: Sequence[nn.Module], batch_size: int, *,
+                          memory_budget: float = 2**30, max_chunk: int = 64) -> int:
+    """Members per chunk so that one chunk's tensors fit ``memory_budget`` bytes.
+
+    Per member: the parameters four times (weights, gradients, Adam's two moments) and the
+    activations of one minibatch about three times (forward values, saved tensors, gradients).
+    ``max_chunk`` caps it: past about 64 members a step runs out of cache and gets slower per member.
+    """
+    memory_budget = check_positive_real("memory_budget", memory_budget)
+    max_chunk = check_positive_int("max_chunk", max_chunk)
+    batch_size = check_positive_int("batch_size", batch_size)
+    family = _family(models)
+    p0 = family.params_of(models[0])
+    item = p0[0].element_size()
+    per_member = item * (4 * sum(p.numel() for p in p0) + 3 * batch_size * family.activation_width())
+    return int(max(1, min(max_chunk, len(models), memory_budget // per_member)))
+
+
+def _family(models):
+    if isinstance(models, nn.Module) or not isinstance(models, Sequence):
+        raise TypeError(f"models must be a list of modules, got {type(models).__name__}")
+    if len(models) < 1:
+        raise ValueError(f"models must hold P >= 1 members, got P={len(models)}")
+    return _MoEFamily(models) if isinstance(models[0], MoE) else _DenseFamily(models)
+
+
+def _lr_schedule(lr: float, steps: int, lr_decay: bool, lr_min_ratio: float) -> np.ndarray:
+    """The learning rate of each step, from the very scheduler :func:`fit_regressor` uses."""
+    if not lr_decay:
+        return np.full(steps, lr)
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps, eta_min=lr_min_ratio * lr)
+    out = np.empty(steps)
+    for s in range(steps):
+        out[s] = opt.param_groups[0]["lr"]
+        opt.step()
+        sched.step()
+    return out
+
+
+def _progress(total: int, enabled: bool):
+    if not enabled:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # pragma: no cover - tqdm is a listed requirement
+        return None
+    return tqdm(total=total, desc="population", unit="step", leave=False)
+
+
+def fit_population(models: Sequence[nn.Module], x: torch.Tensor | None = None, y: torch.Tensor | None = None, *,
+                   seeds: Sequence[int], steps: int = 1000, lr: float | Sequence[float] = 1e-2,
+                   batch_size: int | None = None, aux_weight: float = 0.0, lr_decay: bool = True,
+                   clip: float | None = 1.0, lr_min_ratio: float = 0.05,
+                   sampler: Callable | None = None, keys: Sequence | None = None,
+                   evaluate: Callable[[int, nn.Module], dict] | None = None,
+                   records_path: str | Path | None = None, memory_budget: float = 2**30, max_chunk: int = 64,
+                   keep_losses: bool = True, progress: bool = False, device=None, dtype=None) -> PopulationResult:
+    """Train ``P`` models together; member ``i`` follows ``fit_regressor(models[i], ..., seed=seeds[i])``.
+
+    Parameters
+    ----------
+    models : list of nn.Module, length P
+        Members of one architecture: :class:`~moe_theory.layers.MoE` layers (MLP experts; router
+        ``"topk"`` with either weighting, or ``"softmax"``) or dense ``nn.Sequential`` nets of
+        ``Linear`` layers and ``ReLU``/``Tanh``/``GELU``. Each arrives initialised (its own seed);
+        the trained weights are written back into it.
+    x, y : torch.Tensor, shapes (T, D) and (T, O), or (P, T, D) and (P, T, O)
+        A training set shared by all members, or one per member (omit both with ``sampler``).
+    seeds : sequence of int, length P
+        Seed of member ``i``'s minibatch generator (``torch.Generator().manual_seed(seeds[i])``).
+    steps, lr, batch_size, aux_weight, lr_decay, clip, lr_min_ratio
+        As in :func:`~moe_theory.training.fit_regressor`: Adam with learning rate ``lr`` (one
+        value, or one per member), cosine-decayed to ``lr_min_ratio * lr``; per-member gradient
+        clipping ``g <- g min(1, clip / (|g| + 1e-6))``; loss ``mean (y - t)^2`` plus
+        ``aux_weight * N sum_i f_i P_i`` for an MoE (Fedus et al., 2021).
+    sampler : callable, optional
+        ``sampler(generators, members) -> (xb, yb)`` of shapes (P_c, B, D) and (P_c, B, O): a fresh
+        minibatch for each member of a chunk (``members``: their indices in ``models``), drawn
+        from that member's generator as the single run's ``sampler(generator)`` would draw it.
+    keys : sequence, optional
+        JSON-able name of each member (default ``0..P-1``); records are resumed by key.
+    evaluate : callable, optional
+        ``evaluate(i, model) -> dict``, called on each member after training; merged into its record.
+    records_path : path, optional
+        JSON-lines file: each finished chunk's records are appended; members whose key is already
+        there are not trained again (their record is read back, their model left untouched).
+    memory_budget : float
+        Bytes one chunk may use (default 1 GiB): see :func:`population_chunk_size`.
+    max_chunk : int
+        Most members per chunk (default 64).
+    keep_losses : bool
+        Return each member's loss history.
+    progress : bool
+        Show a progress bar (``tqdm.auto``: notebook or terminal).
+    device, dtype : optional
+        Where and in what precision to train (default: the members' own).
+
+    Returns
+    -------
+    PopulationResult
+    """
+    family = _family(models)
+    P = len(models)
+    seeds = [check_seed(f"seeds[{i}]", s) for i, s in enumerate(_as_list("seeds", seeds, P))]
+    keys = list(range(P)) if keys is None else _as_list("keys", keys, P)
+    if len({json.dumps(k) for k in keys}) != P:
+        raise ValueError("keys must be distinct, got repeated keys")
+    steps = check_positive_int("steps", steps)
+    lrs = [check_positive_real("lr", v) for v in (_as_list("lr", lr, P) if not np.isscalar(lr) else [lr] * P)]
+    aux_weight = check_real("aux_weight", aux_weight, minimum=0.0)
+    lr_decay = check_bool("lr_decay", lr_decay)
+    lr_min_ratio = check_real("lr_min_ratio", lr_min_ratio, minimum=0.0, maximum=1.0)
+    if clip is not None:
+        clip = check_positive_real("clip", clip)
+    keep_losses, progress = check_bool("keep_losses", keep_losses), check_bool("progress", progress)
+    if evaluate is not None and not callable(evaluate):
+        raise TypeError(f"evaluate must be callable or None, got {type(evaluate).__name__}")
+    p0 = family.params_of(models[0])
+    device = p0[0].device if device is None else resolve_device(device)
+    dtype = p0[0].dtype if dtype is None else dtype
+    if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise TypeError(f"dtype must be a floating torch.dtype such as torch.float32, got {dtype!r}")
+    x, y = _check_data(x, y, sampler, P, family, device, dtype)
+    if batch_size is not None:
+        batch_size = check_positive_int("batch_size", batch_size)
+    B_est = batch_size or (x.shape[-2] if x is not None else 512)
+    chunk = population_chunk_size(models, B_est, memory_budget=memory_budget, max_chunk=max_chunk)
+
+    done = _read_records(records_path)
+    todo = [i for i in range(P) if json.dumps(keys[i]) not in done]
+    schedules = {v: _lr_schedule(v, steps, lr_decay, lr_min_ratio) for v in set(lrs)}
+    result = PopulationResult(records=[None] * P, losses=[None] * P, chunk_size=chunk)
+    for i in range(P):
+        if i not in todo:
+            result.records[i] = done[json.dumps(keys[i])]
+    bar = _progress(steps * math.ceil(len(todo) / chunk), progress)
+    start = time.perf_counter()
+    for c in range(0, len(todo), chunk):
+        members = todo[c:c + chunk]
+        t0 = time.perf_counter()
+        losses, loads = _train_chunk(family, models, members, x, y, sampler, seeds, schedules, lrs, steps,
+                                     batch_size, aux_weight, clip, device, dtype, bar)
+        seconds = (time.perf_counter() - t0) / len(members)
+        new = []
+        for j, i in enumerate(members):
+            rec = {"key": keys[i], "seed": seeds[i], "final_train_mse": float(np.mean(losses[j, -50:])),
+                   "train_seconds": seconds}
+            if loads is not None:
+                rec["train_load_fraction"] = loads[j].tolist()
+                rec["train_dead_experts"] = int((loads[j] == 0).sum())
+            if evaluate is not None:
+                rec.update(evaluate(i, models[i]))
+            result.records[i] = rec
+            result.losses[i] = losses[j].tolist() if keep_losses else None
+            new.append(rec)
+        if records_path is not None:
+            with open(records_path, "a") as fh:
+                for rec in new:
+                    fh.write(json.dumps(rec) + "\n")
+    if bar is not None:
+        bar.close()
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def _as_list(name: str, value, P: int) -> list:
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__"):
+        raise TypeError(f"{name} must be a sequence of length P (= {P}), got {type(value).__name__}")
+    value = list(value)
+    if len(value) != P:
+        raise ValueError(f"{name} must have one entry per member: length P (= {P}), got length {len(value)}")
+    return value
+
+
+def _check_data(x, y, sampler, P, family, device, dtype):
+    if sampler is not None:
+        if not callable(sampler):
+            raise TypeError(f"sampler must be callable or None, got {type(sampler).__name__}")
+        if x is not None or y is not None:
+            raise ValueError("pass either x and y or a sampler, not both")
+        return None, None
+    if x is None or y is None:
+        raise ValueError("fit_population needs either x and y or a sampler, got neither")
+    x, y = check_tensor("x", x), check_tensor("y", y)
+    if x.ndim not in (2, 3) or y.ndim != x.ndim:
+        raise ValueError(f"x and y must both have shape (T, *) or both (P, T, *), got shapes "
+                         f"{tuple(x.shape)} and {tuple(y.shape)}")
+    if x.ndim == 3 and (x.shape[0] != P or y.shape[0] != P):
+        raise ValueError(f"per-member data must have P (= {P}) rows first, got shapes {tuple(x.shape)} "
+                         f"and {tuple(y.shape)}")
+    if x.shape[-2] != y.shape[-2]:
+        raise ValueError(f"x and y must have the same number of rows, got {x.shape[-2]} and {y.shape[-2]}")
+    if x.shape[-1] != family.D:
+        raise ValueError(f"x must have D (= {family.D}) columns, the members' input width, got {x.shape[-1]}")
+    return x.to(device=device, dtype=dtype), y.to(device=device, dtype=dtype)
+
+
+def _read_records(path) -> dict:
+    if path is None or not Path(path).exists():
+        return {}
+    out = {}
+    for line in Path(path).read_text().splitlines():
+        if line.strip():
+            rec = json.loads(line)
+            out[json.dumps(rec["key"])] = rec
+    return out
+
+
+def _train_chunk(family, models, members, x, y, sampler, seeds, schedules, lrs, steps, batch_size, aux_weight,
+                 clip, device, dtype, bar):
+    Pc = len(members)
+    with torch.no_grad():
+        params = [torch.stack([family.params_of(models[i])[j].detach() for i in members]).to(device, dtype)
+                  .requires_grad_(True) for j in range(len(family.params_of(models[members[0]])))]
+    _check_consistent(family, models, members, params, device, dtype)
+    exp_avg = [torch.zeros_like(p) for p in params]
+    exp_avg_sq = [torch.zeros_like(p) for p in params]
+    gens = [torch.Generator().manual_seed(seeds[i]) for i in members]
+    lr_table = torch.as_tensor(np.stack([schedules[lrs[i]] for i in members], 1), dtype=dtype)  # (steps, Pc)
+    same_lr = len({lrs[i] for i in members}) == 1
+    losses = torch.empty(steps, Pc, dtype=torch.float64)
+    beta1, beta2, eps = 0.9, 0.999, 1e-8
+    use_aux = family.is_moe and aux_weight > 0
+    T = None if x is None else x.shape[-2]
+    g = idx = None
+    for step in range(1, steps + 1):
+        xb, yb = _draw(x, y, sampler, gens, members, batch_size, T, device, dtype)
+        pred, g, idx = family.forward(params, xb)
+        loss = ((pred - yb) ** 2).mean(dim=(1, 2))  # (Pc,)
+        total = loss.sum() + aux_weight * family.aux_loss(g, idx).sum() if use_aux else loss.sum()
+        grads = torch.autograd.grad(total, params)
+        with torch.no_grad():
+            if clip is not None:
+                norm = torch.sqrt(sum(gr.reshape(Pc, -1).pow(2).sum(1) for gr in grads))  # (Pc,)
+                coef = torch.clamp(clip / (norm + 1e-6), max=1.0)
+                grads = [gr * coef.view(Pc, *[1] * (gr.ndim - 1)) for gr in grads]
+            bc1, bc2 = 1 - beta1 ** step, 1 - beta2 ** step
+            lr_now = lr_table[step - 1].to(device)
+            for p, gr, m, v in zip(params, grads, exp_avg, exp_avg_sq):
+                m.lerp_(gr, 1 - beta1)
+                v.mul_(beta2).addcmul_(gr, gr, value=1 - beta2)
+                denom = (v.sqrt() / math.sqrt(bc2)).add_(eps)
+                if same_lr:
+                    p.addcdiv_(m, denom, value=-float(lr_table[step - 1, 0]) / bc1)
+                else:
+                    p.sub_((lr_now / bc1).view(Pc, *[1] * (p.ndim - 1)) * m / denom)
+            losses[step - 1] = loss.detach().to("cpu", torch.float64)
+        if bar is not None and (step % 50 == 0 or step == steps):
+            bar.update(50 if step % 50 == 0 else step % 50)
+    loads = family.loads(g, idx).cpu().numpy() if family.is_moe else None
+    with torch.no_grad():
+        for j, i in enumerate(members):
+            for p_model, p_pop in zip(family.params_of(models[i]), params):
+                p_model.copy_(p_pop[j].to(p_model.device, p_model.dtype))
+    return losses.T.numpy(), loads
+
+
+def _draw(x, y, sampler, gens, members, batch_size, T, device, dtype):
+    """One minibatch per member, each from the member's generator exactly as fit_regressor draws it."""
+    if sampler is not None:
+        xb, yb = sampler(gens, members)
+        return xb.to(device, dtype), yb.to(device, dtype)
+    if x.ndim == 2:
+        x, y = x.unsqueeze(0), y.unsqueeze(0)
+    if batch_size is None or batch_size >= T:
+        if x.shape[0] == 1:
+            return x.expand(len(members), -1, -1), y.expand(len(members), -1, -1)
+        rows = torch.as_tensor(members, device=x.device)
+        return x[rows], y[rows]
+    idx = torch.stack([torch.randint(0, T, (batch_size,), generator=gen) for gen in gens]).to(device)  # (Pc, B)
+    if x.shape[0] == 1:
+        return x[0][idx], y[0][idx]
+    rows = torch.as_tensor(members, device=device)[:, None]
+    return x[rows, idx], y[rows, idx]
+
+
+def _check_consistent(family, models, members, params, device, dtype, n: int = 8):
+    """The stacked forward must equal each member's own forward (guards the parameter layout)."""
+    gen = torch.Generator().manual_seed(0)
+    probe = torch.randn(len(members), n, family.D, generator=gen, dtype=torch.float64).to(device, dtype)
+    with torch.no_grad():
+        ours = family.forward(params, probe)[0]
+        for j, i in enumerate(members):
+            m = models[i]
+            theirs = m(probe[j].to(next(m.parameters()).device, next(m.parameters()).dtype)).to(device, dtype)
+            if not torch.allclose(ours[j], theirs, rtol=1e-4, atol=1e-5):
+                raise ValueError(f"models[{i}]: the population's forward pass differs from the model's own "
+                                 f"(max diff {float((ours[j] - theirs).abs().max()):.3g}); its parameter "
+                                 f"layout is not the one this trainer knows")
