@@ -22,7 +22,8 @@ from .tropical_regions import active_set_ids  # re-exported: the primer's routin
 #: in most runs no expert is squeezed out of its quadrant (the primer's table of seeds).
 TOY_AUX_WEIGHT = 0.1
 
-__all__ = ["TOY_AUX_WEIGHT", "toy_target", "quadrant", "piece_agreement", "toy_dataset", "train_toy_moe", "spread_gate",
+__all__ = ["TOY_AUX_WEIGHT", "toy_target", "quadrant", "piece_agreement", "toy_dataset", "train_toy_moe",
+           "train_toy_moes", "spread_gate",
            "routing_grid", "active_set_ids"]
 
 
@@ -135,6 +136,50 @@ def train_toy_moe(*, n_experts: int = 4, k: int = 1, d_hidden: int = 16,
                            seed=seed, callback=record if snapshot_steps else None)
     result.snapshots = snapshots
     return model, result
+
+
+def train_toy_moes(seeds, *, n_experts: int = 4, k: int = 1, d_hidden: int = 16,
+                   steps: int = 1000, n_train: int = 1024, lr: float = 3e-2,
+                   aux_weight: float = TOY_AUX_WEIGHT, device=None, dtype=torch.float32):
+    """:func:`train_toy_moe` for several seeds at once, trained together as one population.
+
+    Member ``i`` is built and trained exactly as ``train_toy_moe(seed=seeds[i], ...)`` (same
+    initialisation, gate, data and Adam steps; :func:`moe_theory.population.fit_population`
+    equals :func:`~moe_theory.training.fit_regressor` member by member), only faster: the
+    members' small operations are batched over the population axis.
+
+    Returns
+    -------
+    list of (model, TrainResult)
+        One pair per seed, in the order of ``seeds``.
+    """
+    from .population import fit_population  # the population machinery, only when used
+
+    if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__iter__"):
+        raise TypeError(f"seeds must be a sequence of ints, got {type(seeds).__name__}")
+    seeds = [check_seed("seeds", s) for s in seeds]
+    if not seeds:
+        raise ValueError("seeds must hold at least one seed, got an empty sequence")
+    n_experts = check_positive_int("n_experts", n_experts)
+    k = check_k(k, n_experts)
+    device = resolve_device(device)
+    models, xs, ys = [], [], []
+    for seed in seeds:
+        with torch.random.fork_rng(devices=[]):  # as train_toy_moe: from ``seed``, global state untouched
+            torch.manual_seed(seed)
+            model = MoE(2, d_hidden, n_experts, k, d_out=1, weighting="softmax",
+                        device=device, dtype=dtype)
+        spread_gate(model, seed=seed)
+        x, y = toy_dataset(n_train, seed=seed + 1, device=device, dtype=dtype)
+        models.append(model)
+        xs.append(x)
+        ys.append(y)
+    pop = fit_population(models, torch.stack(xs), torch.stack(ys), seeds=seeds, steps=steps,
+                         lr=lr, aux_weight=aux_weight)  # (P, T, 2) and (P, T, 1)
+    out = []
+    for model, losses in zip(models, pop.losses):
+        out.append((model, TrainResult(losses=list(losses), seconds=pop.seconds / len(seeds))))
+    return out
 
 
 def routing_grid(model: MoE, *, resolution: int = 200, box: float = 1.0):

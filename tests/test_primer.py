@@ -166,3 +166,24 @@ def test_train_toy_moe_is_seeded_and_leaves_the_global_generator_alone():
     c, _ = train_toy_moe(seed=4, steps=5, n_train=64)
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
     assert not torch.equal(a.router.weight, c.router.weight)
+
+
+def test_train_toy_moes_equals_train_toy_moe_seed_by_seed():
+    """The population version of the primer's training gives each seed's single run (float64)."""
+    from moe_theory.primer import train_toy_moe, train_toy_moes
+
+    runs = train_toy_moes([1, 3], steps=40, dtype=torch.float64)
+    for seed, (model, result) in zip([1, 3], runs):
+        single, single_result = train_toy_moe(seed=seed, steps=40, dtype=torch.float64)
+        np.testing.assert_allclose(result.losses, single_result.losses, rtol=0, atol=1e-10)
+        for (name, p), q in zip(model.named_parameters(), single.parameters()):
+            assert torch.allclose(p, q, rtol=0, atol=1e-10), name
+
+
+def test_train_toy_moes_bad_input():
+    from moe_theory.primer import train_toy_moes
+
+    with pytest.raises(ValueError, match="seeds must hold at least one seed"):
+        train_toy_moes([])
+    with pytest.raises(TypeError, match="seeds must be a sequence of ints"):
+        train_toy_moes(3)
