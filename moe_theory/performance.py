@@ -15,10 +15,12 @@ from pathlib import Path
 from ._validation import check_choice
 from .tables import ResultTable, result_table
 
-__all__ = ["RESULTS_PATH", "LABELS", "load_benchmark_results", "machine_summary", "timing_table", "ratio_table",
-           "plot_ratios", "auto_dispatch_choices"]
+__all__ = ["RESULTS_PATH", "POPULATION_PATH", "LABELS", "load_benchmark_results", "machine_summary", "timing_table",
+           "ratio_table", "plot_ratios", "auto_dispatch_choices", "load_population_results", "population_table"]
 
 RESULTS_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "results.json"
+#: The population trainer's benchmark (``benchmarks/bench_population.py --save``).
+POPULATION_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "population_results.json"
 
 #: Candidates in display order, with short labels.
 LABELS = {
@@ -138,3 +140,27 @@ def auto_dispatch_choices(results: dict, *, device=None) -> dict[str, str]:
             layer(x)
         out[name] = layer.last_dispatch
     return out
+
+
+def load_population_results(path: str | Path | None = None) -> dict:
+    """The saved population benchmark (default: ``benchmarks/population_results.json``)."""
+    path = Path(path) if path is not None else POPULATION_PATH
+    if not path.exists():
+        raise FileNotFoundError(f"no population benchmark at {path}: run benchmarks/bench_population.py --save")
+    return json.loads(path.read_text())
+
+
+def population_table(results: dict) -> ResultTable:
+    """Sequential ``fit_regressor`` runs against one ``fit_population`` run: ms per member-step and the ratio."""
+    for key in ("P", "steps", "ms_per_member_step_sequential", "ms_per_member_step_population", "speedup"):
+        if key not in results:
+            raise ValueError(f"results must be a population benchmark with a {key!r} entry, got keys {sorted(results)}")
+    seq, pop = results["ms_per_member_step_sequential"], results["ms_per_member_step_population"]
+    timed = results.get("sequential_runs_timed", results["P"])
+    how = f"{timed} of {results['P']} runs timed, scaled" if timed < results["P"] else f"all {results['P']} runs"
+    return result_table(["trainer", "ms per member-step", "what was timed"],
+                        [["fit_regressor, one run after another", f"{seq:.2f}", how],
+                         [f"fit_population, P = {results['P']} at once", f"{pop:.2f}",
+                          f"{results['P']} members, {results['steps']} steps"],
+                         ["speed-up", f"{results['speedup']:.1f}x", ""]])
+

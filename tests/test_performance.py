@@ -44,3 +44,20 @@ def test_performance_rejects_a_missing_file_and_an_unknown_configuration(tmp_pat
     results = perf.load_benchmark_results()
     with pytest.raises(ValueError, match="name must be one of .*got name='nope'"):
         perf.timing_table(results, "nope")
+
+
+def test_population_table_reads_the_saved_population_benchmark():
+    from moe_theory import performance as perf
+
+    res = perf.load_population_results()
+    table = perf.population_table(res)
+    assert f"{res['speedup']:.1f}x" in table.markdown
+    ratio = res["ms_per_member_step_sequential"] / res["ms_per_member_step_population"]
+    assert abs(ratio - res["speedup"]) < 1e-6 * ratio  # the saved ratio is the two saved times' ratio
+
+
+def test_population_table_bad_input():
+    from moe_theory import performance as perf
+
+    with pytest.raises(ValueError, match="population benchmark with a 'P' entry"):
+        perf.population_table({"speedup": 2.0})
