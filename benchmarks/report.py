@@ -6,6 +6,7 @@ performance appendix reads the same file through :mod:`moe_theory.performance`.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from moe_theory.performance import LABELS, load_benchmark_results
@@ -103,6 +104,30 @@ def machine_line(results: dict) -> str:
                if results.get("merged_from") else ""))
 
 
+def population_section(path: str | Path | None = None) -> str:
+    """The population trainer's benchmark (``population_results.json``) as a Markdown section, if saved."""
+    path = Path(path) if path is not None else HERE / "population_results.json"
+    if not path.exists():
+        return ""
+    r = json.loads(path.read_text())
+    timed = r.get("sequential_runs_timed", r["P"])
+    how = f"{timed} sequential runs timed and scaled to {r['P']}" if timed < r["P"] else f"all {r['P']} runs timed"
+    return f"""
+## Population trainer (`bench_population.py`)
+
+{r['P']} width-10 1-4-MoEs at D = {r['D']}, batch {r['batch']}, {r['steps']} steps, {r['threads']} torch
+thread(s), torch {r['torch']}, measured {r['date']}, load average before
+{tuple(round(v, 2) for v in r['load_before'])} ({how}).
+
+| trainer | ms per member-step |
+|---|---:|
+| `fit_regressor`, one run after another | {r['ms_per_member_step_sequential']:.2f} |
+| `fit_population`, all at once | {r['ms_per_member_step_population']:.2f} |
+
+Speed-up: **{r['speedup']:.1f}x** (target: at least 8x).
+"""
+
+
 def write_results_md(results: dict | None = None, path: str | Path | None = None) -> Path:
     """Regenerate ``benchmarks/RESULTS.md`` from the saved results (no number typed by hand)."""
     results = results if results is not None else load_results()
@@ -126,7 +151,7 @@ The machine is shared with other jobs, and timings are noisy. A yardstick for th
 configuration, `sorted` for the two wide ones), so the gap between those two rows is noise alone.
 
 {markdown_tables(results)}
-"""
+{population_section()}"""
     path.write_text(text)
     return path
 
