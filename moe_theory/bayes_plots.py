@@ -191,7 +191,7 @@ def plot_aggregate_split(batches: dict):
         ax.barh(j, imbalance, left=mi, color="C1",
                 label=r"$\log N - H(\bar P)$" if j == 0 else None)
         ax.plot(mean_kl, j, "k|", ms=28, mew=2,
-                label=r"mean KL$(p(x)\,\|\,\mathcal U)$" if j == 0 else None)
+                label=r"mean KL$(p(x)\,\|\,\mathcal{U})$" if j == 0 else None)
     ax.set_yticks(range(len(batches)), list(batches))
     ax.set_xlabel("nats")
     ax.set_title("Mean divergence from uniform = information + imbalance", fontsize=10)
