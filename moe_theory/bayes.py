@@ -7,7 +7,7 @@ both are re-exported here, so ``bayes.switch_load_balancing_loss`` works.
 
 Notation (book/notation.md): ``p = softmax(g)`` router probabilities, ``S_k`` the top-k set (ties
 to the smaller index), ``q^(k)`` the renormalised top-k router, ``P_bar`` the mean of ``p`` over
-the ``T`` tokens of a batch, ``phi_i(t | x)`` the likelihood of expert ``i``, ``r`` the posterior
+the ``T`` tokens of a batch, ``lik_i(t | x)`` the likelihood of expert ``i``, ``varpi`` the posterior
 over experts. Entropies in nats.
 
 Sources: Su and Liu, *Variational Inference, Entropy, and Orthogonality: A Unified Theory of
@@ -249,14 +249,14 @@ def _check_pair(log_prior, log_lik) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def posterior_responsibilities(log_prior, log_lik) -> torch.Tensor:
-    """Posterior over experts ``r_i(x, t) = p_i(x) phi_i(t | x) / sum_j p_j(x) phi_j(t | x)``.
+    """Posterior over experts ``varpi_i(x, t) = p_i(x) lik_i(t | x) / sum_j p_j(x) lik_j(t | x)``.
 
     Parameters
     ----------
     log_prior : tensor, shape (..., N)
         ``log p(x)``, e.g. ``torch.log_softmax(g, -1)``.
     log_lik : tensor, shape (..., N)
-        ``log phi_i(t | x)`` of each expert.
+        ``log lik_i(t | x)`` of each expert.
 
     Notes
     -----
@@ -267,7 +267,7 @@ def posterior_responsibilities(log_prior, log_lik) -> torch.Tensor:
 
 
 def mixture_log_likelihood(log_prior, log_lik) -> torch.Tensor:
-    """``log p(t | x) = log sum_i p_i(x) phi_i(t | x)`` (computed with ``logsumexp``)."""
+    """``log p(t | x) = log sum_i p_i(x) lik_i(t | x)`` (computed with ``logsumexp``)."""
     log_prior, log_lik = _check_pair(log_prior, log_lik)
     return torch.logsumexp(log_prior + log_lik, -1)
 
@@ -275,14 +275,14 @@ def mixture_log_likelihood(log_prior, log_lik) -> torch.Tensor:
 def mixture_elbo(q, log_prior, log_lik) -> torch.Tensor:
     """Evidence lower bound of a mixture of experts with a categorical latent expert ``z``.
 
-    ``ELBO(q) = sum_i q_i log phi_i(t | x) - KL(q || p(x)) = log p(t | x) - KL(q || r)``.
+    ``ELBO(q) = sum_i q_i log lik_i(t | x) - KL(q || p(x)) = log p(t | x) - KL(q || varpi)``.
 
     Parameters
     ----------
     q : tensor, shape (..., N)
         Any distribution over experts (may be sparse, e.g. :func:`topk_posterior`).
     log_prior, log_lik : tensor, shape (..., N)
-        ``log p(x)`` and ``log phi_i(t | x)``.
+        ``log p(x)`` and ``log lik_i(t | x)``.
 
     Returns
     -------
@@ -299,7 +299,7 @@ def mixture_elbo(q, log_prior, log_lik) -> torch.Tensor:
         raise ValueError(f"q must have the shape of log_prior {tuple(log_prior.shape)}, got {tuple(q.shape)}")
     on = q > 0
     terms = torch.where(on, q * (log_lik + log_prior - torch.log(torch.where(on, q, 1.0))), 0.0)
-    return terms.sum(-1)  # sum_i q_i (log phi_i + log p_i - log q_i)
+    return terms.sum(-1)  # sum_i q_i (log lik_i + log p_i - log q_i)
 
 
 # --------------------------------------------------------------------------- channel capacity

@@ -141,7 +141,7 @@ def plot_training_curves(histories: dict):
 
 
 def plot_em_history(runs: list):
-    """Log-likelihood, the router's top-1 ELBO, ``KL(r || p)`` and agreement over EM iterations."""
+    """Log-likelihood, top-1 ELBO, ``KL(varpi || p)`` (varpi: posterior), agreement per EM step."""
     import matplotlib.pyplot as plt
 
     if not isinstance(runs, list) or not runs:
@@ -156,7 +156,7 @@ def plot_em_history(runs: list):
         axes[1].plot(it, h.kl_posterior_router, **kw)
         axes[2].plot(it, h.agreement, **kw)
     axes[0].set_ylabel("nats per token"), axes[0].legend(fontsize=7)
-    axes[1].set_ylabel(r"$\mathrm{KL}(r\,\|\,p)$ (nats)")
+    axes[1].set_ylabel(r"$\mathrm{KL}(\varpi\,\|\,p)$ (nats)")
     axes[2].set_ylabel("share of tokens")
     titles = ["likelihood and sparse bound", "router vs posterior",
               "argmax r = argmax p"]
@@ -168,7 +168,7 @@ def plot_em_history(runs: list):
 
 
 def plot_aggregate_split(batches: dict):
-    """Bars ``I(X; Z)`` + ``log N - H(P_bar)`` per batch, with ``mean_t KL(p(x_t) || u)`` as a tick.
+    """Bars ``I(X; Z)`` + ``log N - H(P_bar)`` per batch; ``mean_t KL(p(x_t) || U)`` as a tick.
 
     Parameters
     ----------
@@ -191,7 +191,7 @@ def plot_aggregate_split(batches: dict):
         ax.barh(j, imbalance, left=mi, color="C1",
                 label=r"$\log N - H(\bar P)$" if j == 0 else None)
         ax.plot(mean_kl, j, "k|", ms=28, mew=2,
-                label=r"mean KL$(p(x)\,\|\,u)$" if j == 0 else None)
+                label=r"mean KL$(p(x)\,\|\,\mathcal{U})$" if j == 0 else None)
     ax.set_yticks(range(len(batches)), list(batches))
     ax.set_xlabel("nats")
     ax.set_title("Mean divergence from uniform = information + imbalance", fontsize=10)

@@ -225,7 +225,7 @@ class EMHistory:
     log_likelihood: np.ndarray   # (L,) mean log p(t | x)
     elbo_posterior: np.ndarray   # (L,) mean ELBO(r), equal to the log-likelihood (E-step is exact)
     elbo_top1: np.ndarray        # (L,) mean ELBO(q^(1)(x)) of the router's top-1 choice
-    kl_posterior_router: np.ndarray  # (L,) mean KL(r || p): how far the router is from the posterior
+    kl_posterior_router: np.ndarray  # (L,) mean KL(varpi || p): how far the router is from the posterior
     agreement: np.ndarray        # (L,) fraction of tokens with argmax r = argmax p
     model: MoE
     log_sigma: np.ndarray        # (N,) learned log noise scale of each expert
@@ -237,7 +237,7 @@ def fit_mixture_em(x, t, *, n_experts: int = 4, d_hidden: int = 8, iters: int = 
 
     Model: ``z ~ Categorical(p(x))``, ``p = softmax(g(x))``, ``t | z = i ~ N(E_i(x), sigma_i^2)``.
     E-step: ``r = posterior_responsibilities(log p, log phi)`` (exact, so ``ELBO(r) = log p(t|x)``).
-    M-step: ``m_steps`` Adam steps on ``mean_t sum_i r_i (log p_i + log phi_i)`` with ``r`` fixed:
+    M-step: ``m_steps`` Adam steps on ``mean_t sum_i varpi_i (log p_i + log lik_i)`` with ``varpi`` fixed:
     the router is fitted to the posterior (a cross-entropy), each expert to its responsibility-
     weighted data (Jordan and Jacobs, Neural Computation 1994).
     """
