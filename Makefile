@@ -28,7 +28,7 @@ setup: $(BIN)/.installed
 	$(BIN)/python scripts/vendor_static.py
 
 book: setup
-	$(BIN)/jupyter-book build $(JB_FLAGS) .
+	env -u MPLBACKEND $(BIN)/jupyter-book build $(JB_FLAGS) .  # kernels draw figures inline
 	@echo "Book built: _build/html/index.html"
 
 # Headless Chromium and its driver for the browser test (Debian/Ubuntu; needs root or sudo).

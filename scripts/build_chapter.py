@@ -59,7 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     cmd = [str(jb), "build", "-W", "-n", "--keep-going", "--config", str(out / "_config.yml"),
            "--toc", str(out / "_toc.yml"), "--path-output", str(out), str(ROOT)]
     start = time.perf_counter()
-    rc = subprocess.call(cmd, cwd=ROOT)
+    # MPLBACKEND=Agg would reach the kernels, which then draw no figure at plt.show().
+    build_env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
+    rc = subprocess.call(cmd, cwd=ROOT, env=build_env)
     print(f"build of {args.chapters} finished with rc={rc} in {time.perf_counter() - start:.1f} s; "
           f"pages in {out / '_build' / 'html'}")
     if rc or not args.browser:
