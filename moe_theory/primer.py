@@ -84,6 +84,17 @@ def spread_gate(model: MoE, *, seed: int, scale: float = 1.0) -> MoE:
     return model
 
 
+def _toy_model_and_data(seed, n_experts, k, d_hidden, n_train, device, dtype):
+    """The toy MoE of ``seed`` (PyTorch's initialisation from ``seed``, global RNG untouched)
+    and its training set."""
+    with torch.random.fork_rng(devices=[]):  # from ``seed``; global state untouched
+        torch.manual_seed(seed)
+        model = MoE(2, d_hidden, n_experts, k, d_out=1, weighting="softmax",
+                    device=device, dtype=dtype)
+    x, y = toy_dataset(n_train, seed=seed + 1, device=device, dtype=dtype)
+    return model, x, y
+
+
 def train_toy_moe(*, n_experts: int = 4, k: int = 1, d_hidden: int = 16,
                   steps: int = 1000, n_train: int = 1024, lr: float = 3e-2,
                   aux_weight: float = TOY_AUX_WEIGHT, seed: int = 0, device=None,
@@ -117,13 +128,9 @@ def train_toy_moe(*, n_experts: int = 4, k: int = 1, d_hidden: int = 16,
     seed = check_seed("seed", seed)
     device = resolve_device(device)
     gate_init = check_choice("gate_init", gate_init, ("spread", "default"))
-    with torch.random.fork_rng(devices=[]):  # from ``seed``; global state untouched
-        torch.manual_seed(seed)
-        model = MoE(2, d_hidden, n_experts, k, d_out=1, weighting="softmax",
-                    device=device, dtype=dtype)
+    model, x, y = _toy_model_and_data(seed, n_experts, k, d_hidden, n_train, device, dtype)
     if gate_init == "spread":
         spread_gate(model, seed=seed)
-    x, y = toy_dataset(n_train, seed=seed + 1, device=device, dtype=dtype)
     snapshot_steps = {check_int("snapshot_steps", s, minimum=0, maximum=steps)
                       for s in snapshot_steps}
     snapshots = {}
@@ -164,13 +171,9 @@ def train_toy_moes(seeds, *, n_experts: int = 4, k: int = 1, d_hidden: int = 16,
     k = check_k(k, n_experts)
     device = resolve_device(device)
     models, xs, ys = [], [], []
-    for seed in seeds:
-        with torch.random.fork_rng(devices=[]):  # as train_toy_moe: from ``seed``, global state untouched
-            torch.manual_seed(seed)
-            model = MoE(2, d_hidden, n_experts, k, d_out=1, weighting="softmax",
-                        device=device, dtype=dtype)
+    for seed in seeds:  # each member built exactly as train_toy_moe builds it
+        model, x, y = _toy_model_and_data(seed, n_experts, k, d_hidden, n_train, device, dtype)
         spread_gate(model, seed=seed)
-        x, y = toy_dataset(n_train, seed=seed + 1, device=device, dtype=dtype)
         models.append(model)
         xs.append(x)
         ys.append(y)
