@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from moe_theory.performance import LABELS, load_benchmark_results
+from moe_theory.performance import LABELS, load_benchmark_results, population_table
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results.json"
@@ -119,12 +119,9 @@ def population_section(path: str | Path | None = None) -> str:
 thread(s), torch {r['torch']}, measured {r['date']}, load average before
 {tuple(round(v, 2) for v in r['load_before'])} ({how}).
 
-| trainer | ms per member-step |
-|---|---:|
-| `fit_regressor`, one run after another | {r['ms_per_member_step_sequential']:.2f} |
-| `fit_population`, all at once | {r['ms_per_member_step_population']:.2f} |
+{population_table(r).markdown}
 
-Speed-up: **{r['speedup']:.1f}x** (target: at least 8x).
+Target: at least 8x.
 """
 
 
