@@ -128,7 +128,8 @@ def train_toy_moe(*, n_experts: int = 4, k: int = 1, d_hidden: int = 16,
     seed = check_seed("seed", seed)
     device = resolve_device(device)
     gate_init = check_choice("gate_init", gate_init, ("spread", "default"))
-    model, x, y = _toy_model_and_data(seed, n_experts, k, d_hidden, n_train, device, dtype)
+    model, x, y = _toy_model_and_data(seed, n_experts, k, d_hidden, n_train,
+                                      device, dtype)
     if gate_init == "spread":
         spread_gate(model, seed=seed)
     snapshot_steps = {check_int("snapshot_steps", s, minimum=0, maximum=steps)
