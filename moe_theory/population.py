@@ -34,13 +34,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._validation import (check_bool, check_positive_int, check_positive_real, check_real,
+from ._validation import (check_bool, check_int, check_positive_int, check_positive_real, check_real,
                           check_seed, check_tensor)
 from .device import resolve_device
 from .layers import MoE, topk_route
 
 __all__ = ["PopulationResult", "fit_population", "population_chunk_size"]
 
+#: Offset between a member's data seed and the seed of its remedy generator (noise, revived units).
+_REMEDY_SEED_OFFSET = 7_919_000
 _ACTIVATIONS = {nn.ReLU: F.relu, nn.Tanh: torch.tanh, nn.GELU: F.gelu}
 _MOE_ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu, "tanh": torch.tanh}
 
@@ -112,8 +114,11 @@ class _MoEFamily:
         named = _named(model)
         return [named[n] for n in self.names]
 
-    def forward(self, params: list[torch.Tensor], x: torch.Tensor):
+    def forward(self, params: list[torch.Tensor], x: torch.Tensor, noise: torch.Tensor | None = None):
         """``x (P, B, D) -> y (P, B, O)``, the logits ``g (P, N, B)`` and active indices ``(P, k, B)``.
+
+        ``noise (P, N, B)``, if given, is added to the logits before routing (training-time router
+        noise: it moves the choice of experts and their weights; the gradient flows through ``g``).
 
         Batch axis last inside (``(P, features, B)``): the first layers of all experts are one
         ``bmm``, the second layers one block-diagonal ``bmm``; the softmax over the ``N`` experts is
@@ -126,6 +131,8 @@ class _MoEFamily:
         g = torch.bmm(p["router.weight"], xT)  # (P, N, B)
         if "router.bias" in p:
             g = g + p["router.bias"][:, :, None]
+        if noise is not None:
+            g = g + noise
         w1 = p["w1"].reshape(P, N * H, -1)  # (P, N H, D)
         h = self.act(torch.baddbmm(p["b1"].reshape(P, N * H, 1), w1, xT))  # (P, N H, B)
         w2 = (p["w2"][:, :, :, None, :] * self._eye(N, x)).reshape(P, N * O, N * H)  # block-diagonal
@@ -172,6 +179,45 @@ class _MoEFamily:
     def activation_width(self) -> int:
         return self.D + 3 * self.N * self.H + 3 * self.N * self.O + 6 * self.N
 
+    def revive_dead_units(self, params, moments, x: torch.Tensor, idx: torch.Tensor | None, gens) -> torch.Tensor:
+        """Redraw every hidden unit that fires on none of the tokens its expert received in ``x``.
+
+        A unit ``(n, h)`` of member ``p`` is *dead* on the batch when its pre-activation
+        ``w1[p, n, h] . x + b1[p, n, h]`` is ``<= 0`` for every token routed to expert ``n`` (an
+        expert that received no token is left alone). Its input weights are redrawn from PyTorch's
+        default ``U(-1/sqrt(D), 1/sqrt(D))`` and its bias set so that its kink passes through one of
+        the expert's own tokens, drawn at random (so it starts alive); Adam's moments of the redrawn
+        entries are reset. Draws come from ``gens`` (one generator per member), never the data
+        streams. Returns the number of revived units per member, shape (P,).
+        """
+        p = dict(zip(self.names, params))
+        P, B, D = x.shape
+        N, H = self.N, self.H
+        xT = x.transpose(1, 2)  # (P, D, B)
+        pre = torch.baddbmm(p["b1"].reshape(P, N * H, 1), p["w1"].reshape(P, N * H, D), xT).view(P, N, H, B)
+        if idx is None:
+            routed = torch.ones(P, N, B, dtype=torch.bool, device=x.device)
+        else:
+            routed = torch.zeros(P, N, B, dtype=torch.bool, device=x.device).scatter_(1, idx, True)  # (P, N, B)
+        fires = ((pre > 0) & routed[:, :, None, :]).any(-1)  # (P, N, H)
+        dead = ~fires & routed.any(-1)[:, :, None]  # (P, N, H)
+        w1, b1 = p["w1"], p["b1"]
+        bound = 1.0 / math.sqrt(D)
+        for j in range(P):
+            cells = dead[j].nonzero().tolist()
+            for n, h in cells:
+                tokens = routed[j, n].nonzero()[:, 0]
+                w = (torch.rand(D, generator=gens[j], dtype=torch.float64) * 2 - 1) * bound
+                t = tokens[int(torch.randint(len(tokens), (1,), generator=gens[j]))]
+                w = w.to(w1.device, w1.dtype)
+                w1.data[j, n, h] = w
+                b1.data[j, n, h] = -(w @ x[j, t])
+                for name in ("w1", "b1"):
+                    k = self.names.index(name)
+                    moments[0][k][j, n, h] = 0
+                    moments[1][k][j, n, h] = 0
+        return dead.sum((1, 2))
+
 
 class _DenseFamily:
     """Stacked ``nn.Sequential`` members of ``Linear`` layers and activations: ``W_l (P, out, in)``."""
@@ -211,7 +257,7 @@ class _DenseFamily:
                 out += [layer.weight] + ([layer.bias] if layer.bias is not None else [])
         return out
 
-    def forward(self, params: list[torch.Tensor], x: torch.Tensor):
+    def forward(self, params: list[torch.Tensor], x: torch.Tensor, noise=None):
         """``x (P, B, D) -> y (P, B, O)``."""
         it = iter(params)
         h = x.transpose(1, 2)  # (P, D, B): batch axis last
@@ -269,10 +315,12 @@ def _family(models):
     return _MoEFamily(models) if isinstance(models[0], MoE) else _DenseFamily(models)
 
 
-def _lr_schedule(lr: float, steps: int, lr_decay: bool, lr_min_ratio: float) -> np.ndarray:
-    """The learning rate of each step, from the very scheduler :func:`fit_regressor` uses."""
+def _lr_schedule(lr: float, steps: int, lr_decay: bool, lr_min_ratio: float, warmup_steps: int = 0) -> np.ndarray:
+    """The learning rate of each step, from the very scheduler :func:`fit_regressor` uses, times a
+    linear warm-up ``min(1, s / warmup_steps)`` over steps ``s = 1, 2, ...`` when ``warmup_steps > 0``."""
+    ramp = np.minimum(1.0, np.arange(1, steps + 1) / warmup_steps) if warmup_steps else np.ones(steps)
     if not lr_decay:
-        return np.full(steps, lr)
+        return np.full(steps, lr) * ramp
     opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps, eta_min=lr_min_ratio * lr)
     out = np.empty(steps)
@@ -280,7 +328,7 @@ def _lr_schedule(lr: float, steps: int, lr_decay: bool, lr_min_ratio: float) -> 
         out[s] = opt.param_groups[0]["lr"]
         opt.step()
         sched.step()
-    return out
+    return out * ramp
 
 
 def _progress(total: int, enabled: bool):
@@ -300,7 +348,9 @@ def fit_population(models: Sequence[nn.Module], x: torch.Tensor | None = None, y
                    sampler: Callable | None = None, keys: Sequence | None = None,
                    evaluate: Callable[[int, nn.Module], dict] | None = None,
                    records_path: str | Path | None = None, memory_budget: float = 2**30, max_chunk: int = 64,
-                   keep_losses: bool = True, progress: bool = False, device=None, dtype=None) -> PopulationResult:
+                   keep_losses: bool = True, progress: bool = False, warmup_steps: int = 0,
+                   router_noise: float = 0.0, router_noise_steps: int | None = None,
+                   revive_dead: Sequence[int] = (), device=None, dtype=None) -> PopulationResult:
     """Train ``P`` models together; member ``i`` follows ``fit_regressor(models[i], ..., seed=seeds[i])``.
 
     Parameters
@@ -338,6 +388,20 @@ def fit_population(models: Sequence[nn.Module], x: torch.Tensor | None = None, y
         Return each member's loss history.
     progress : bool
         Show a progress bar (``tqdm.auto``: notebook or terminal).
+    warmup_steps : int
+        Linear learning-rate warm-up over the first ``warmup_steps`` steps (default 0: none, the
+        schedule of :func:`~moe_theory.training.fit_regressor`).
+    router_noise : float
+        Training-time router noise (MoE members only; default 0: none). At step ``s`` the logits get
+        ``router_noise * (1 - s / router_noise_steps) * std(W_r x) * xi`` added before routing, ``std(W_r x)``
+        the member's logit spread on the minibatch (detached), ``xi`` standard normal from a generator
+        of the member's own (seeded from its seed; the data stream is untouched).
+    router_noise_steps : int, optional
+        Steps over which the noise decays linearly to zero (default ``steps // 3``).
+    revive_dead : sequence of int
+        Steps after which an MoE member's dead hidden units (silent on every token their expert got in
+        that step's minibatch) are redrawn with their kink on the expert's data
+        (``_MoEFamily.revive_dead_units``); the record counts them in ``revived_units``.
     device, dtype : optional
         Where and in what precision to train (default: the members' own).
 
@@ -359,6 +423,17 @@ def fit_population(models: Sequence[nn.Module], x: torch.Tensor | None = None, y
     if clip is not None:
         clip = check_positive_real("clip", clip)
     keep_losses, progress = check_bool("keep_losses", keep_losses), check_bool("progress", progress)
+    warmup_steps = check_int("warmup_steps", warmup_steps, minimum=0)
+    router_noise = check_real("router_noise", router_noise, minimum=0.0)
+    router_noise_steps = (max(1, steps // 3) if router_noise_steps is None
+                          else check_positive_int("router_noise_steps", router_noise_steps))
+    if isinstance(revive_dead, (str, bytes)) or not hasattr(revive_dead, "__iter__"):
+        raise TypeError(f"revive_dead must be a sequence of step numbers, got {type(revive_dead).__name__}")
+    revive_dead = sorted({check_int("revive_dead[]", s_, minimum=1, maximum=steps) for s_ in revive_dead})
+    if (router_noise > 0 or revive_dead) and not family.is_moe:
+        raise ValueError("router_noise and revive_dead apply to MoE members only, got dense members")
+    if revive_dead and family.act is not F.relu:
+        raise ValueError("revive_dead needs ReLU experts (a dead unit is a ReLU that never fires)")
     if evaluate is not None and not callable(evaluate):
         raise TypeError(f"evaluate must be callable or None, got {type(evaluate).__name__}")
     p0 = family.params_of(models[0])
@@ -374,7 +449,8 @@ def fit_population(models: Sequence[nn.Module], x: torch.Tensor | None = None, y
 
     done = _read_records(records_path)
     todo = [i for i in range(P) if json.dumps(keys[i]) not in done]
-    schedules = {v: _lr_schedule(v, steps, lr_decay, lr_min_ratio) for v in set(lrs)}
+    schedules = {v: _lr_schedule(v, steps, lr_decay, lr_min_ratio, warmup_steps) for v in set(lrs)}
+    extras = {"router_noise": router_noise, "router_noise_steps": router_noise_steps, "revive_dead": revive_dead}
     result = PopulationResult(records=[None] * P, losses=[None] * P, chunk_size=chunk)
     for i in range(P):
         if i not in todo:
@@ -384,8 +460,8 @@ def fit_population(models: Sequence[nn.Module], x: torch.Tensor | None = None, y
     for c in range(0, len(todo), chunk):
         members = todo[c:c + chunk]
         t0 = time.perf_counter()
-        losses, loads = _train_chunk(family, models, members, x, y, sampler, seeds, schedules, lrs, steps,
-                                     batch_size, aux_weight, clip, device, dtype, bar)
+        losses, loads, revived = _train_chunk(family, models, members, x, y, sampler, seeds, schedules, lrs, steps,
+                                              batch_size, aux_weight, clip, device, dtype, bar, **extras)
         seconds = (time.perf_counter() - t0) / len(members)
         new = []
         for j, i in enumerate(members):
@@ -394,6 +470,8 @@ def fit_population(models: Sequence[nn.Module], x: torch.Tensor | None = None, y
             if loads is not None:
                 rec["train_load_fraction"] = loads[j].tolist()
                 rec["train_dead_experts"] = int((loads[j] == 0).sum())
+            if revive_dead:
+                rec["revived_units"] = int(revived[j])
             if evaluate is not None:
                 rec.update(evaluate(i, models[i]))
             result.records[i] = rec
@@ -453,7 +531,7 @@ def _read_records(path) -> dict:
 
 
 def _train_chunk(family, models, members, x, y, sampler, seeds, schedules, lrs, steps, batch_size, aux_weight,
-                 clip, device, dtype, bar):
+                 clip, device, dtype, bar, router_noise=0.0, router_noise_steps=1, revive_dead=()):
     Pc = len(members)
     with torch.no_grad():
         params = [torch.stack([family.params_of(models[i])[j].detach() for i in members]).to(device, dtype)
@@ -469,9 +547,19 @@ def _train_chunk(family, models, members, x, y, sampler, seeds, schedules, lrs, 
     use_aux = family.is_moe and aux_weight > 0
     T = None if x is None else x.shape[-2]
     g = idx = None
+    # generators of the remedies, apart from the data streams (so those are unchanged)
+    aux_gens = [torch.Generator().manual_seed(seeds[i] + _REMEDY_SEED_OFFSET) for i in members]
+    revived = torch.zeros(Pc, dtype=torch.long)
     for step in range(1, steps + 1):
         xb, yb = _draw(x, y, sampler, gens, members, batch_size, T, device, dtype)
-        pred, g, idx = family.forward(params, xb)
+        noise = None
+        if router_noise > 0 and step <= router_noise_steps:
+            with torch.no_grad():
+                g0 = torch.bmm(params[0], xb.transpose(1, 2))  # (Pc, N, B): the spread of the logits
+                xi = torch.stack([torch.randn(g0.shape[1:], generator=gen, dtype=torch.float64) for gen in aux_gens])
+                scale = router_noise * (1 - step / router_noise_steps) * g0.std(dim=(1, 2), keepdim=True)
+                noise = scale * xi.to(device, dtype)  # (Pc, N, B)
+        pred, g, idx = family.forward(params, xb, noise)
         loss = ((pred - yb) ** 2).mean(dim=(1, 2))  # (Pc,)
         total = loss.sum() + aux_weight * family.aux_loss(g, idx).sum() if use_aux else loss.sum()
         grads = torch.autograd.grad(total, params)
@@ -491,6 +579,8 @@ def _train_chunk(family, models, members, x, y, sampler, seeds, schedules, lrs, 
                 else:
                     p.sub_((lr_now / bc1).view(Pc, *[1] * (p.ndim - 1)) * m / denom)
             losses[step - 1] = loss.detach().to("cpu", torch.float64)
+            if step in revive_dead:
+                revived += family.revive_dead_units(params, (exp_avg, exp_avg_sq), xb, idx, aux_gens).cpu()
         if bar is not None and (step % 50 == 0 or step == steps):
             bar.update(50 if step % 50 == 0 else step % 50)
     loads = family.loads(g, idx).cpu().numpy() if family.is_moe else None
@@ -498,7 +588,7 @@ def _train_chunk(family, models, members, x, y, sampler, seeds, schedules, lrs, 
         for j, i in enumerate(members):
             for p_model, p_pop in zip(family.params_of(models[i]), params):
                 p_model.copy_(p_pop[j].to(p_model.device, p_model.dtype))
-    return losses.T.numpy(), loads
+    return losses.T.numpy(), loads, revived.numpy()
 
 
 def _draw(x, y, sampler, gens, members, batch_size, T, device, dtype):
