@@ -61,10 +61,14 @@ bench-quick: setup
 	$(BIN)/python benchmarks/run_all.py --quick
 
 # Full-scale reproductions, regenerating the committed results/ files (slow: see each command's --help).
+# JOBS: worker processes for Experiment I (one torch thread each; default: one per core).
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 experiments: setup
 	@start=$$(date +%s); \
-	  $(BIN)/python -m moe_theory.experiments.manifold && \
+	  $(BIN)/python -m moe_theory.experiments.manifold --jobs $(JOBS) && \
 	  echo "Experiment I: wall time $$(( $$(date +%s) - start )) s" && \
+	  $(BIN)/python -m moe_theory.experiments.manifold --variants --jobs $(JOBS) && \
+	  echo "Experiment I and its variants: wall time $$(( $$(date +%s) - start )) s" && \
 	  $(BIN)/python -m moe_theory.experiments.compositional && \
 	  echo "make experiments: wall time $$(( $$(date +%s) - start )) s"
 

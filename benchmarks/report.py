@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from moe_theory.performance import LABELS, load_benchmark_results, population_table
+from moe_theory.performance import LABELS, load_benchmark_results, population_table, sweep_time
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results.json"
@@ -122,7 +122,18 @@ thread(s), torch {r['torch']}, measured {r['date']}, load average before
 {population_table(r).markdown}
 
 Target: at least 8x.
-"""
+{sweep_section()}"""
+
+
+def sweep_section() -> str:
+    """The saved full Experiment I sweep's wall time (target: 10 minutes on 2 CPU cores)."""
+    try:
+        t = sweep_time()
+    except (FileNotFoundError, ValueError):
+        return ""
+    return (f"\nThe full Experiment I sweep, {t['runs']} runs ({t['cells']} cells x {t['seeds']} seeds), "
+            f"took {t['wall_minutes']:.1f} min wall with {t['jobs']} worker process(es) "
+            f"(`{t['command']}`). Target: at most 10 min on 2 CPU cores.\n")
 
 
 def write_results_md(results: dict | None = None, path: str | Path | None = None) -> Path:

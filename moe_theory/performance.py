@@ -16,7 +16,8 @@ from ._validation import check_choice
 from .tables import ResultTable, result_table
 
 __all__ = ["RESULTS_PATH", "POPULATION_PATH", "LABELS", "load_benchmark_results", "machine_summary", "timing_table",
-           "ratio_table", "plot_ratios", "auto_dispatch_choices", "load_population_results", "population_table"]
+           "ratio_table", "plot_ratios", "auto_dispatch_choices", "load_population_results", "population_table",
+           "sweep_time"]
 
 RESULTS_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "results.json"
 #: The population trainer's benchmark (``benchmarks/bench_population.py --save``).
@@ -164,3 +165,18 @@ def population_table(results: dict) -> ResultTable:
                           f"{results['P']} members, {results['steps']} steps"],
                          ["speed-up", f"{results['speedup']:.1f}x", ""]])
 
+
+
+def sweep_time(path: str | Path | None = None) -> dict:
+    """How long the saved full Experiment I sweep took (``results/manifold_exp1.json``): its runs,
+    wall time, worker processes and torch threads, and the command that made it."""
+    path = Path(path) if path is not None else Path(__file__).resolve().parents[1] / "results" / "manifold_exp1.json"
+    if not path.exists():
+        raise FileNotFoundError(f"no saved sweep at {path}: run python -m moe_theory.experiments.manifold")
+    data = json.loads(path.read_text())
+    if "wall_seconds" not in data or "results" not in data:
+        raise ValueError(f"{path} is not a finished Experiment I sweep (no wall_seconds or results)")
+    env = data.get("environment", {})
+    return {"runs": sum(len(r["per_seed"]) for r in data["results"]), "cells": len(data["results"]),
+            "seeds": len(data["seed"]), "wall_minutes": data["wall_seconds"] / 60, "jobs": env.get("jobs", 1),
+            "threads": env.get("threads"), "command": data.get("command", "")}

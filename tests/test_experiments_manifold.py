@@ -16,7 +16,7 @@ from moe_theory.experiments.manifold import (SPREAD, evaluate_circle, init_exper
 from moe_theory.manifold import (circle_embedding, circle_target, count_parameters, equal_parameter_width,
                                  expert_assignment, sample_circle)
 
-TINY = replace(exp.Exp1Config(), steps=60, seeds=(0, 1, 2), batch_size=64, n_test=256, dtype="float64")
+TINY = replace(exp.Exp1Config(), steps=60, seeds=(0, 1, 2), batch_size=64, n_test=256, dtype="float64", revive_dead=())
 
 
 def test_top1_moe_output_is_the_selected_expert_with_weight_one():
@@ -234,13 +234,97 @@ def test_prop_mfd_axis_spread_rescaled_weights_do_not_depend_on_the_initial_scal
     torch.testing.assert_close(out[0], out[2], rtol=1e-12, atol=1e-14)
 
 
-def test_committed_variants_are_the_remedy_and_the_spread_init():
+def test_committed_variants_are_the_configured_ones_with_their_settings():
     variants = json.loads(exp.VARIANTS_PATH.read_text())
-    expected = {"kinks on data": ("expert_init", "data", "random"), "spread init": ("init", "spread", "axis")}
-    assert set(variants) == set(expected)
-    for name, (field, value, emb) in expected.items():
+    assert set(variants) == set(exp.VARIANTS)
+    for name, over in exp.VARIANTS.items():
         data = variants[name]
-        assert data["config"][field] == value and len(data["seed"]) >= 30
-        assert {(r["embedding"], r["D"]) for r in data["results"]} == {(emb, 16), (emb, 128)}
+        cfg = json.loads(json.dumps(exp.asdict(replace(exp.Exp1Config(), **over))))
+        for key in ("steps", "init", "expert_init", "warmup_steps", "router_noise", "revive_dead", "seeds"):
+            assert data["config"][key] == cfg[key], (name, key)
+        cells = {(e, D) for e in over.get("embeddings", ("random",)) for D in over.get("dims", (16, 128))}
+        assert {(r["embedding"], r["D"]) for r in data["results"]} == cells
+        assert data["command"].endswith(f"--variants '{name}'")
         for r in data["results"]:
             assert 0.0 <= r["stalled_fraction"] <= 1.0 and len(r["per_seed"]) == len(data["seed"])
+
+
+def test_compare_table_counts_stalls_against_the_baseline_best():
+    def sweep(tests):
+        per = [{"test_mse": t, "final_train_mse": t} for t in tests]
+        return {"results": [{"kind": "moe", "embedding": "random", "D": 16, "per_seed": per, "test_mse_min": min(tests),
+                             "test_mse_median": float(np.median(tests)), "best_of_r_median": min(tests),
+                             "train_mse_median": float(np.median(tests))}]}
+    base, better = sweep([1.0, 2.0, 50.0]), sweep([0.01, 2.0, 50.0])
+    got = exp.stalled_against({"base": base, "better": better}, "base")
+    assert got[("base", "random", 16)]["stalled"] == pytest.approx(1 / 3)
+    assert got[("better", "random", 16)]["stalled"] == pytest.approx(1 / 3)  # not 2/3: fixed threshold 10
+    html = exp.compare_table({"base": base, "better": better}, baseline="base").markdown
+    assert html.count("33%") == 2 and "| embedding |" not in html  # one embedding: no column
+    with pytest.raises(ValueError, match="baseline must be one of"):
+        exp.compare_table({"base": base}, baseline="other")
+
+
+def test_parallel_jobs_give_the_numbers_of_one_process(one_thread):
+    cfg = replace(TINY, steps=20, seeds=(0, 1), dims=(4, 8), embeddings=("random",), kinds=("moe",))
+    one = exp.run_experiment(cfg, log=None)
+    two = exp.run_experiment(cfg, log=None, jobs=2)
+    for a, b in zip(one["results"], two["results"]):
+        assert (a["D"], a["kind"]) == (b["D"], b["kind"])
+        assert [s["test_mse"] for s in a["per_seed"]] == [s["test_mse"] for s in b["per_seed"]]
+    with pytest.raises(ValueError, match="jobs > 1 cannot return trained models"):
+        exp.run_experiment(cfg, jobs=2, models={})
+
+
+def test_restrict_keeps_the_chosen_runs_and_recomputes_their_statistics():
+    per = [{"seed": s, "test_mse": t, "final_train_mse": t, "sup_error": 1.0} for s, t in enumerate([1.0, 2.0, 3.0, 40.0])]
+    data = {"config": {"restarts": 5}, "results": [{"kind": "moe", "embedding": "random", "D": 16, "per_seed": per},
+                                                   {"kind": "dense-total", "embedding": "random", "D": 16, "per_seed": per}]}
+    sub = exp.restrict(data, seeds=(0, 3))
+    (row,) = sub["results"]
+    assert [s["seed"] for s in row["per_seed"]] == [0, 3] and sub["seed"] == [0, 3]
+    assert row["test_mse_median"] == pytest.approx(20.5) and row["stalled_fraction"] == 0.5
+    assert row["best_of_r_median"] == 1.0  # r = min(5, 2): both runs, the one of least training loss
+    with pytest.raises(ValueError, match="no run of the cell"):
+        exp.restrict(data, seeds=(9,))
+
+
+def _variants():
+    return json.loads(exp.VARIANTS_PATH.read_text())
+
+
+def test_obs_mfd_best_of_5_flat_in_d():
+    """obs-mfd-best-of-5-flat-in-d: in the saved sweep (dead units revived) the median best of 5
+    restarts by training loss varies by less than 1.5x over D = 16..128 in each embedding, and stays
+    within 5x of the paper's order 1e-4."""
+    data = exp.load_results()
+    assert data["config"]["revive_dead"] == list(exp.REVIVE_STEPS)
+    for emb in ("axis", "random"):
+        b5 = [r["best_of_r_median"] for r in data["results"] if r["kind"] == "moe" and r["embedding"] == emb]
+        assert len(b5) == 4
+        assert max(b5) / min(b5) < 1.5, (emb, b5)
+        assert max(b5) < 5e-4, (emb, b5)
+
+
+def test_obs_mfd_reviving_dead_units_removes_most_stalls():
+    """obs-mfd-reviving-dead-units-removes-most-stalls: against the fixed thresholds of the run
+    without a remedy, reviving dead units at least halves the stalled fraction at D = 16 and 128
+    (random embedding), and it has the fewest stalls by training error of the remedies tried."""
+    variants = _variants()
+    pair = dict(embedding="random", dims=(16, 128))
+    compared = {"no remedy": exp.restrict(variants["no remedy"], **pair),
+                **{v: variants[v] for v in ("kinks on data", "warm-up", "router noise")},
+                "dead units revived": exp.restrict(exp.load_results(), **pair)}
+    frac = exp.stalled_against(compared, "no remedy")
+    for D in (16, 128):
+        assert frac[("dead units revived", "random", D)]["stalled"] <= 0.5 * frac[("no remedy", "random", D)]["stalled"]
+    train = {v: np.mean([frac[(v, "random", D)]["stalled_train"] for D in (16, 128)]) for v in compared if v != "no remedy"}
+    assert min(train, key=train.get) == "dead units revived", train
+
+
+def test_run_cell_revives_dead_units_at_the_configured_steps_only(one_thread):
+    recs = exp.run_cell(replace(TINY, revive_dead=(10, 20, 500)), "moe", "random", 8)  # 500 > steps: dropped
+    assert all("revived_units" in r and r["revived_units"] >= 0 for r in recs)
+    plain = exp.run_cell(TINY, "moe", "random", 8)
+    assert all("revived_units" not in r for r in plain)
+    assert exp.Exp1Config().revive_dead == exp.REVIVE_STEPS

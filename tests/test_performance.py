@@ -61,3 +61,15 @@ def test_population_table_bad_input():
 
     with pytest.raises(ValueError, match="population benchmark with a 'P' entry"):
         perf.population_table({"speedup": 2.0})
+
+
+def test_sweep_time_reads_the_saved_sweep_and_rejects_an_unfinished_one(tmp_path):
+    from moe_theory.performance import sweep_time
+
+    t = sweep_time()
+    assert t["runs"] == t["cells"] * t["seeds"] and t["wall_minutes"] > 0 and t["jobs"] >= 1
+    (tmp_path / "x.json").write_text('{"results": []}')
+    with pytest.raises(ValueError, match="not a finished Experiment I sweep"):
+        sweep_time(tmp_path / "x.json")
+    with pytest.raises(FileNotFoundError, match="no saved sweep"):
+        sweep_time(tmp_path / "missing.json")

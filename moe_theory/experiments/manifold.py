@@ -7,9 +7,12 @@ of width 10, top-1; test MSE for ``D in {16, 32, 64, 128}`` over 30 seeds per ce
 ReLU nets of equal active width (10) and of equal parameter count. Every cell's seeds are trained
 together by :func:`moe_theory.population.fit_population` (the same numbers as one run at a time).
 
-Run ``python -m moe_theory.experiments.manifold`` (full sweep, writes
-``results/manifold_exp1.json``, ``results/manifold_exp1.png`` and a resumable
-``results/manifold_exp1.records.jsonl``) or add ``--quick``.
+Dead hidden units of the MoE's experts are redrawn early in training (:data:`REVIVE_STEPS`), the
+stall remedy chosen among those of :data:`VARIANTS`.
+
+Run ``python -m moe_theory.experiments.manifold --jobs 2`` (full sweep in two worker processes,
+writes ``results/manifold_exp1.json``, ``results/manifold_exp1.png`` and resumable records) or add
+``--quick``; ``--variants`` regenerates ``results/manifold_exp1.variants.json``.
 """
 
 from __future__ import annotations
@@ -34,12 +37,13 @@ from ..layers import MoE
 from ..manifold import (check_isometry, circle_embedding, circle_grid, circle_target, count_parameters,
                         equal_parameter_width, sample_circle)
 from ..population import fit_population
+from ..seed_stats import best_of_r, cell_statistics
 from ..training import TrainResult, fit_regressor
 
 __all__ = ["Exp1Config", "QUICK", "RESULTS_PATH", "VARIANTS_PATH", "KINDS", "make_regressor", "init_router_from_data",
            "init_first_layer_spread", "init_experts_from_data", "transplant_axis_model", "train_circle_regressor", "evaluate_circle",
            "circle_sampler", "atlas_frames", "build_members", "run_one", "run_cell", "run_experiment", "best_of_r", "summarise",
-           "load_results", "results_table", "rank_tests_table", "stall_diagnostics", "stall_table", "compare_table",
+           "load_results", "results_table", "rank_tests_table", "stall_diagnostics", "stall_table", "compare_table", "stalled_against", "restrict", "VARIANTS", "REVIVE_STEPS",
            "plot_results", "plot_atlas", "main"]
 
 #: Where the committed full results live (resolved from this file, not from the cwd).
@@ -55,6 +59,10 @@ _MODEL_NAMES = {"moe": "1-4-MoE", "dense-active": "dense-active", "dense-total":
 SPREAD = 1.0 / math.sqrt(6.0)
 
 
+#: Steps after which the MoE's dead hidden units are redrawn (the stall remedy the sweep keeps).
+REVIVE_STEPS = (100, 200, 400, 800, 1200)
+
+
 @dataclass(frozen=True)
 class Exp1Config:
     """Everything that defines a run of Experiment I (saved with the results).
@@ -63,7 +71,11 @@ class Exp1Config:
     linear bias-free router, ``D`` sweep. Settings it does not state (our choices): the rest.
     ``init``: ``"torch"`` (PyTorch's ``U(+-1/sqrt(fan_in))``, whose scale on the data shrinks as
     ``1/sqrt(D)``) or ``"spread"`` (the D-independent :func:`init_first_layer_spread`);
-    ``expert_init``: ``"torch"`` or ``"data"`` (:func:`init_experts_from_data`).
+    ``expert_init``: ``"torch"`` or ``"data"`` (:func:`init_experts_from_data`). The stall
+    remedies, as in :func:`~moe_theory.population.fit_population`: ``warmup_steps`` and
+    ``router_noise`` (decaying over the first third of training), off; ``revive_dead`` (steps after
+    which dead units are redrawn) on, at :data:`REVIVE_STEPS`: of the remedies tried it alone
+    removed most stalls (:data:`VARIANTS`).
     """
 
     dims: tuple = (16, 32, 64, 128)
@@ -87,10 +99,29 @@ class Exp1Config:
     restarts: int = 5
     n_test: int = 4096
     dtype: str = "float32"
+    warmup_steps: int = 0
+    router_noise: float = 0.0
+    revive_dead: tuple = REVIVE_STEPS
 
 
 #: A small configuration for the chapter and smoke tests (seconds, not minutes).
 QUICK = Exp1Config(dims=(16, 128), embeddings=("random",), kinds=("moe",), seeds=(0, 1, 2, 3), steps=1500)
+
+#: The saved variants of the MoE cells (``python -m moe_theory.experiments.manifold --variants``):
+#: one change each against the default configuration, none tuned on the test set. "no remedy" is the
+#: sweep without reviving dead units (PyTorch's default training, all MoE cells); the other remedies
+#: replace the revival, on the random embedding at the smallest and largest ``D`` with the sweep's 30
+#: seeds; the "12000 steps" pair asks whether the level is limited by training (10 seeds).
+VARIANTS = {
+    "no remedy": dict(revive_dead=(), embeddings=("axis", "random"), dims=(16, 32, 64, 128)),
+    "kinks on data": dict(expert_init="data", revive_dead=()),
+    "warm-up": dict(warmup_steps=300, revive_dead=()),
+    "router noise": dict(router_noise=1.0, revive_dead=()),
+    "12000 steps, no remedy": dict(steps=12000, seeds=tuple(range(10)), revive_dead=()),
+    "12000 steps": dict(steps=12000, seeds=tuple(range(10))),
+    # without revival: a redrawn unit gets PyTorch's 1/sqrt(D) scale, which would bring D back in
+    "spread init": dict(init="spread", embeddings=("axis",), revive_dead=()),
+}
 
 
 # --------------------------------------------------------------------------- models and their initialisation
@@ -365,7 +396,9 @@ def _atlas(model: nn.Module, Q, n: int = 512, *, device=None, dtype=torch.float3
 
 def run_one(cfg: Exp1Config, kind: str, embedding: str, D: int, seed: int, *, device=None,
             return_model: bool = False):
-    """Train and evaluate one model by :func:`train_circle_regressor` (the single-run reference)."""
+    """Train and evaluate one model by :func:`train_circle_regressor` (the single-run reference: plain
+    :func:`~moe_theory.training.fit_regressor`, so it equals :func:`run_cell` when ``cfg.revive_dead``
+    is empty)."""
     (model,), (Q,) = build_members(cfg, kind, embedding, D, [seed], device=device)
     dtype = getattr(torch, cfg.dtype)
     res = train_circle_regressor(model, Q, freqs=cfg.freqs, steps=cfg.steps, lr=cfg.lr, batch_size=cfg.batch_size,
@@ -403,7 +436,9 @@ def run_cell(cfg: Exp1Config, kind: str, embedding: str, D: int, *, device=None,
                          seeds=seeds, steps=cfg.steps, lr=cfg.lr, aux_weight=cfg.aux_weight if kind == "moe" else 0.0,
                          lr_min_ratio=cfg.lr_min_ratio, keys=[f"{embedding}/{kind}/{D}/{s}" for s in seeds],
                          evaluate=evaluate, records_path=records_path, progress=progress, device=device,
-                         dtype=dtype)
+                         dtype=dtype, warmup_steps=cfg.warmup_steps,
+                         router_noise=cfg.router_noise if kind == "moe" else 0.0,
+                         revive_dead=tuple(r for r in cfg.revive_dead if r <= cfg.steps) if kind == "moe" else ())
     for rec, losses in zip(pop.records, pop.losses):
         if losses is not None:
             rec["loss_curve"] = [float(np.mean(losses[j:j + 100])) for j in range(0, len(losses), max(1, len(losses) // 30))]
@@ -411,48 +446,32 @@ def run_cell(cfg: Exp1Config, kind: str, embedding: str, D: int, *, device=None,
 
 
 # --------------------------------------------------------------------------- statistics
-def best_of_r(train, test, r: int) -> tuple[np.ndarray, np.ndarray]:
-    """Exact distribution of "best of ``r`` restarts, chosen by training loss" over the runs of a cell.
-
-    Drawing ``r`` of the ``n`` runs without replacement and keeping the one of least training loss
-    picks the run of training rank ``j`` (0 = best) with probability ``C(n - 1 - j, r - 1) / C(n, r)``.
-    Returns the test errors sorted by training loss and these probabilities (they sum to 1).
-    """
-    train, test = check_array("train", train, ndim=1), check_array("test", test, shape=(len(train),), ndim=1)
-    r = check_int("r", r, minimum=1, maximum=len(train))
-    order = np.argsort(train, kind="stable")
-    n = len(train)
-    prob = np.array([math.comb(n - 1 - j, r - 1) for j in range(n)], dtype=float) / math.comb(n, r)
-    return test[order], prob
-
-
-def _weighted_quantile(values, weights, q):
-    order = np.argsort(values)
-    v, w = np.asarray(values)[order], np.asarray(weights)[order]
-    return float(v[np.searchsorted(np.cumsum(w), q * w.sum() - 1e-12)])
-
-
 def summarise(records: list[dict], *, restarts: int = 5, seed: int = 0, n_boot: int = 2000) -> dict:
     """Statistics of one cell: median test MSE with a bootstrap 90% interval, min and max, stalled
     fraction (test MSE > 10x the cell's best), median of the others, train MSE, best-of-``restarts``."""
     test = np.array([r["test_mse"] for r in records])
     train = np.array([r["final_train_mse"] for r in records])
-    rng = np.random.default_rng(seed)
-    boot = np.median(rng.choice(test, (n_boot, len(test))), axis=1)
-    stalled = test > 10 * test.min()
-    vals, prob = best_of_r(train, test, min(restarts, len(test)))
-    out = {"n_seeds": len(test), "test_mse_median": float(np.median(test)),
-           "test_mse_ci90": [float(np.quantile(boot, 0.05)), float(np.quantile(boot, 0.95))],
-           "test_mse_min": float(test.min()), "test_mse_max": float(test.max()),
-           "train_mse_median": float(np.median(train)), "stalled_fraction": float(stalled.mean()),
-           "test_mse_median_not_stalled": float(np.median(test[~stalled])),
-           "best_of_r_median": _weighted_quantile(vals, prob, 0.5),
-           "best_of_r_q05": _weighted_quantile(vals, prob, 0.05),
-           "best_of_r_q95": _weighted_quantile(vals, prob, 0.95), "restarts": restarts,
+    out = {**cell_statistics(test, train, restarts=restarts, seed=seed, n_boot=n_boot),
            "sup_error_median": float(np.median([r["sup_error"] for r in records]))}
     if "dead_experts" in records[0]:
         out["dead_expert_fraction"] = float(np.mean([r["dead_experts"] > 0 for r in records]))
     return out
+
+
+def restrict(data: dict, *, kind: str = "moe", embedding: str | None = None, dims=None, seeds=None) -> dict:
+    """The cells of a saved sweep of one ``kind`` (and ``embedding``, ``dims``), keeping only the runs
+    of ``seeds``, with :func:`summarise`'s statistics recomputed on them (for like-for-like tables)."""
+    rows = []
+    for r in data["results"]:
+        if r["kind"] != kind or (embedding is not None and r["embedding"] != embedding) or \
+                (dims is not None and r["D"] not in dims):
+            continue
+        recs = [s for s in r["per_seed"] if seeds is None or s["seed"] in seeds]
+        if not recs:
+            raise ValueError(f"no run of the cell {r['embedding']}/{kind}/D={r['D']} has a seed in {seeds}")
+        restarts = min(data["config"].get("restarts", 5), len(recs))
+        rows.append({**r, **summarise(recs, restarts=restarts), "per_seed": recs})
+    return {**data, "results": rows, "seed": sorted({s["seed"] for r in rows for s in r["per_seed"]})}
 
 
 def _rank_test(a, b) -> float:
@@ -467,8 +486,59 @@ def _recorded(path, keys) -> bool:
     return all(k in have for k in keys)
 
 
+def _cell_records_path(records_path, kind: str, embedding: str, D: int):
+    return None if records_path is None else Path(records_path).with_suffix(f".{embedding}-{kind}-{D}.jsonl")
+
+
+def _run_cell_worker(args):
+    """One cell in a worker process with one torch thread (``run_experiment(jobs=...)``)."""
+    cfg, kind, embedding, D, device, records_path = args
+    torch.set_num_threads(1)
+    t0 = time.perf_counter()
+    return run_cell(cfg, kind, embedding, D, device=device, records_path=records_path), time.perf_counter() - t0
+
+
+def _cell_cost(cfg: Exp1Config, kind: str, D: int) -> float:
+    """Rough cost of a cell (parameters per member), for handing out the longest cells first."""
+    return _width(kind, D, cfg) * (D + 2) * (cfg.n_experts if kind == "moe" else 1)
+
+
+def _run_cells_parallel(cfg, cells, jobs, device, records_path, log):
+    """Run ``cells`` in ``jobs`` processes, longest first; each cell's records go to its own file
+    (seeded from ``records_path``'s records of that cell, so resuming and ``--merge`` still work)."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    done = _read_jsonl(records_path)
+    tasks = []
+    for kind, embedding, D in sorted(cells, key=lambda c: -_cell_cost(cfg, c[0], c[2])):
+        path = _cell_records_path(records_path, kind, embedding, D)
+        if path is not None:
+            keep = [r for r in done if r["key"].startswith(f"{embedding}/{kind}/{D}/")]
+            have = {r["key"] for r in _read_jsonl(path)}
+            with open(path, "a") as fh:
+                for r in keep:
+                    if r["key"] not in have:
+                        fh.write(json.dumps(r) + "\n")
+        tasks.append((cfg, kind, embedding, D, device, path))
+    out = {}
+    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
+        for (_, kind, embedding, D, _, _), (recs, sec) in zip(tasks, pool.map(_run_cell_worker, tasks)):
+            out[(kind, embedding, D)] = (recs, sec)
+            if log is not None:
+                log(f"[worker, cell {sec:5.1f} s] {embedding:>6} {kind:>12} D={D}")
+    return out
+
+
+def _read_jsonl(path) -> list[dict]:
+    if path is None or not Path(path).exists():
+        return []
+    return [json.loads(x) for x in Path(path).read_text().splitlines() if x.strip()]
+
+
 def run_experiment(cfg: Exp1Config = Exp1Config(), *, device=None, log=print, records_path=None,
-                   models: dict | None = None, progress: bool = False, recorded_only: bool = False) -> dict:
+                   models: dict | None = None, progress: bool = False, recorded_only: bool = False,
+                   jobs: int = 1) -> dict:
     """Run the whole sweep, one population per cell; returns the JSON-ready result.
 
     ``results`` holds one row per cell (embedding, model, ``D``): ``"model"`` and ``"test_mse"`` (the
@@ -476,11 +546,17 @@ def run_experiment(cfg: Exp1Config = Exp1Config(), *, device=None, log=print, re
     training loss), :func:`summarise`'s statistics and the per-seed records. ``rank_tests`` holds the
     two-sided Mann-Whitney p-value of the test MSE between the smallest and the largest ``D``.
     ``recorded_only``: build the result from the records already in ``records_path`` and skip the
-    cells not complete there (no training).
+    cells not complete there (no training). ``jobs``: run the cells in that many worker processes
+    of one torch thread each (the same numbers as ``jobs=1`` up to float32 reduction order).
     """
     if not isinstance(cfg, Exp1Config):
         raise TypeError(f"cfg must be an Exp1Config, got {type(cfg).__name__}")
+    jobs = check_positive_int("jobs", jobs)
+    if jobs > 1 and (models is not None or recorded_only):
+        raise ValueError("jobs > 1 cannot return trained models or tabulate recorded cells only: use jobs=1")
     start = time.perf_counter()
+    cells = [(kind, embedding, D) for kind in cfg.kinds for embedding in cfg.embeddings for D in cfg.dims]
+    ran = _run_cells_parallel(cfg, cells, jobs, device, records_path, log) if jobs > 1 else {}
     rows = []
     for kind in cfg.kinds:  # the MoE first: its cells are the point of the experiment
         for embedding in cfg.embeddings:
@@ -488,8 +564,11 @@ def run_experiment(cfg: Exp1Config = Exp1Config(), *, device=None, log=print, re
                 if recorded_only and not _recorded(records_path, [f"{embedding}/{kind}/{D}/{s}" for s in cfg.seeds]):
                     continue
                 t0 = time.perf_counter()
-                recs = run_cell(cfg, kind, embedding, D, device=device, records_path=records_path, models=models,
-                                progress=progress)
+                if (kind, embedding, D) in ran:
+                    recs, _ = ran[(kind, embedding, D)]
+                else:
+                    recs = run_cell(cfg, kind, embedding, D, device=device, records_path=records_path,
+                                    models=models, progress=progress)
                 stats = summarise(recs, restarts=cfg.restarts)
                 rows.append({"model": _MODEL_NAMES[kind], "kind": kind, "embedding": embedding, "D": D,
                              "test_mse": stats["best_of_r_median"], **stats, "width": recs[0]["width"],
@@ -513,7 +592,7 @@ def run_experiment(cfg: Exp1Config = Exp1Config(), *, device=None, log=print, re
             "total_seconds": time.perf_counter() - start,
             "training_seconds": float(sum(rec["train_seconds"] for row in rows for rec in row["per_seed"])),
             "environment": {"torch": torch.__version__, "python": platform.python_version(),
-                            "threads": torch.get_num_threads(), "device": str(device or "cpu")}}
+                            "threads": torch.get_num_threads() if jobs == 1 else 1, "jobs": jobs, "device": str(device or "cpu")}}
 
 
 def load_results(path=None) -> dict:
@@ -598,18 +677,52 @@ def stall_table(data: dict, kind: str = "moe"):
                          "dead units (of 40)", "circle re-assigned"], rows)
 
 
-def compare_table(variants: dict, kind: str = "moe"):
-    """Stalled fraction and medians of several saved sweeps (``{name: data}``), cell by cell."""
+def compare_table(variants: dict, kind: str = "moe", *, baseline: str | None = None):
+    """Stalled fraction and medians of several saved sweeps (``{name: data}``), cell by cell.
+
+    With ``baseline`` (a name in ``variants``) a run counts as stalled when its test MSE exceeds 10x
+    the best run of the *baseline's* cell with the same embedding and ``D`` (a fixed threshold, so a
+    variant that improves its own best run does not move the goalposts); otherwise 10x its own
+    cell's best. The last column is the median training MSE (what a practitioner can see). The
+    embedding and seed-count columns are shown only when they vary between rows.
+    """
     from ..tables import result_table
 
+    if baseline is not None and baseline not in variants:
+        raise ValueError(f"baseline must be one of {sorted(variants)}, got {baseline!r}")
+    best = {}
+    if baseline is not None:
+        best = {(r["embedding"], r["D"]): r["test_mse_min"] for r in variants[baseline]["results"] if r["kind"] == kind}
     rows = []
     for name, data in variants.items():
         for r in data["results"]:
             if r["kind"] == kind:
-                rows.append([name, r["embedding"], r["D"], f"{r['stalled_fraction']:.0%}", _e(r["test_mse_median"]),
-                             _e(r["test_mse_median_not_stalled"]), _e(r["best_of_r_median"]), _e(r["test_mse_min"])])
-    return result_table(["variant", "embedding", "D", "stalled", "median test MSE", "not stalled",
-                         "best of 5", "best run"], rows)
+                thr = 10 * best.get((r["embedding"], r["D"]), r["test_mse_min"])
+                test = np.array([s["test_mse"] for s in r["per_seed"]])
+                rows.append([name, r["embedding"], r["D"], len(test), f"{np.mean(test > thr):.0%}",
+                             _e(r["test_mse_median"]), _e(float(np.median(test[test <= thr])) if (test <= thr).any()
+                                                          else float("nan")),
+                             _e(r["best_of_r_median"]), _e(r["test_mse_min"]), _e(r["train_mse_median"])])
+    header = ["variant", "embedding", "D", "seeds", "stalled", "median test MSE", "not stalled", "best of 5",
+              "best run", "median train MSE"]
+    # columns that are the same in every row (one embedding, one number of seeds) say nothing: drop them
+    keep = [j for j, h in enumerate(header) if h not in ("embedding", "seeds") or len({row[j] for row in rows}) > 1]
+    return result_table([header[j] for j in keep], [[row[j] for j in keep] for row in rows])
+
+
+def stalled_against(variants: dict, baseline: str, kind: str = "moe") -> dict:
+    """``{(name, embedding, D): stalled fraction}`` with the fixed thresholds of :func:`compare_table`."""
+    best = {(r["embedding"], r["D"]): r["test_mse_min"] for r in variants[baseline]["results"] if r["kind"] == kind}
+    out = {}
+    for name, data in variants.items():
+        for r in data["results"]:
+            if r["kind"] == kind and (r["embedding"], r["D"]) in best:
+                test = np.array([s["test_mse"] for s in r["per_seed"]])
+                train = np.array([s["final_train_mse"] for s in r["per_seed"]])
+                thr = 10 * best[(r["embedding"], r["D"])]
+                out[(name, r["embedding"], r["D"])] = {"stalled": float(np.mean(test > thr)),
+                                                       "stalled_train": float(np.mean(train > thr))}
+    return out
 
 
 def plot_results(data: dict, axes=None, *, title: str | None = None):
@@ -697,12 +810,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--merge", nargs="+", default=[], help="records (.records.jsonl) or finished sweeps (.json) of "
                         "cells run by other processes with the same settings, added to the records first")
     parser.add_argument("--recorded-only", action="store_true", help="no training: tabulate the recorded cells")
+    parser.add_argument("--jobs", type=int, default=1, help="worker processes, one torch thread each (default 1)")
+    parser.add_argument("--warmup", type=int, help="linear learning-rate warm-up steps (a stall remedy)")
+    parser.add_argument("--router-noise", type=float, help="early router noise, in units of the logits' spread")
+    parser.add_argument("--revive-dead", type=int, nargs="+", help="steps at which dead units are redrawn")
+    parser.add_argument("--variants", nargs="*", choices=list(VARIANTS), help="run these saved variants (all if no "
+                        "name is given) on the MoE cells and write them into " + VARIANTS_PATH.name)
     args = parser.parse_args(argv)
+    if args.variants is not None:
+        return _main_variants(args.variants or list(VARIANTS), jobs=args.jobs, device=args.device)
     t_start = time.perf_counter()
     cfg = QUICK if args.quick else Exp1Config()
     overrides = {"seeds": args.seeds and tuple(range(args.seeds)), "dims": args.dims and tuple(args.dims),
                  "steps": args.steps, "init": args.init, "expert_init": args.expert_init,
-                 "kinds": args.kinds and tuple(args.kinds), "embeddings": args.embeddings and tuple(args.embeddings)}
+                 "kinds": args.kinds and tuple(args.kinds), "embeddings": args.embeddings and tuple(args.embeddings),
+                 "warmup_steps": args.warmup, "router_noise": args.router_noise,
+                 "revive_dead": args.revive_dead and tuple(args.revive_dead)}
     cfg = replace(cfg, **{k: v for k, v in overrides.items() if v})
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -729,13 +852,15 @@ def main(argv: list[str] | None = None) -> int:
                     if rec["key"] not in have:
                         have.add(rec["key"])
                         fh.write(json.dumps(rec) + "\n")
-    data = run_experiment(cfg, device=args.device, records_path=records, progress=sys.stderr.isatty(),
-                          recorded_only=args.recorded_only)
+    data = run_experiment(cfg, device=args.device, records_path=records, progress=sys.stderr.isatty() and args.jobs == 1,
+                          recorded_only=args.recorded_only, jobs=args.jobs)
     data["command"] = "python -m moe_theory.experiments.manifold " + " ".join(sys.argv[1:] if argv is None else argv)
     data["wall_seconds"] = time.perf_counter() - t_start
     out.write_text(json.dumps(data, indent=1))
     records.unlink(missing_ok=True)
     stamp.unlink(missing_ok=True)
+    for part in records.parent.glob(records.stem + ".*.jsonl"):  # the workers' per-cell records
+        part.unlink()
     if data["results"]:
         import matplotlib
         matplotlib.use("Agg")
@@ -743,6 +868,22 @@ def main(argv: list[str] | None = None) -> int:
     print(results_table(data).markdown)
     print(f"wall time {data['wall_seconds']:.0f} s ({data['wall_seconds'] / 60:.1f} min); "
           f"wrote {out} and {out.with_suffix('.png')}")
+    return 0
+
+
+def _main_variants(names: list[str], *, jobs: int = 1, device="cpu") -> int:
+    """Run the named :data:`VARIANTS` on the MoE cells and merge them into :data:`VARIANTS_PATH`."""
+    saved = json.loads(VARIANTS_PATH.read_text()) if VARIANTS_PATH.exists() else {}
+    for name in names:
+        t0 = time.perf_counter()
+        over = {"kinds": ("moe",), "embeddings": ("random",), "dims": (16, 128), **VARIANTS[name]}
+        cfg = replace(Exp1Config(), **over)
+        data = run_experiment(cfg, device=device, jobs=jobs)
+        data["command"] = f"python -m moe_theory.experiments.manifold --variants '{name}'"
+        data["wall_seconds"] = time.perf_counter() - t0
+        saved[name] = data
+        VARIANTS_PATH.write_text(json.dumps(saved, indent=1))
+        print(f"{name}: {data['wall_seconds']:.0f} s; wrote {VARIANTS_PATH}")
     return 0
 
 
