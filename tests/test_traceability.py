@@ -1,10 +1,10 @@
-"""Every labelled theorem, proposition, lemma and corollary of the book has a test named after it."""
+"""Every labelled theorem, proposition, lemma, corollary and numerical observation of the book has a test named after it."""
 
 import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULT = re.compile(r"^(`{3,}|:{3,})\{prf:(theorem|proposition|lemma|corollary)\}[^\n]*\n((?::[^\n]*\n)*)", re.M)
+RESULT = re.compile(r"^(`{3,}|:{3,})\{prf:(theorem|proposition|lemma|corollary|observation)\}[^\n]*\n((?::[^\n]*\n)*)", re.M)
 
 
 def _norm(s: str) -> str:
