@@ -37,7 +37,7 @@ __all__ = ["FAMILIES", "subfunction", "CompositionalTarget", "cell_index", "Affi
            "grid_midpoints"]
 
 #: Sub-function families on the unit interval ``[i - 1, i]`` of cell ``i`` (``i = 1..N``).
-FAMILIES = ("p", "q", "hat")
+FAMILIES = ("p", "q", "hat", "zero")
 
 
 def subfunction(family: str, i: int, z):
@@ -51,7 +51,8 @@ def subfunction(family: str, i: int, z):
       ``p``-pieces join into a :math:`C^1` function (its second derivative jumps);
     * ``q_i(z) = i (z - i + 1)(i - z)``: zero at both ends with slopes ``+i`` and ``-i``, so the
       ``q``-pieces join with kinks (only :math:`C^0`);
-    * ``hat_i(z) = i min(z - i + 1, i - z)``: piecewise linear (for exact representation).
+    * ``hat_i(z) = i min(z - i + 1, i - z)``: piecewise linear (for exact representation);
+    * ``zero_i(z) = 0``: a coordinate that does not matter (the first stage of a curriculum).
 
     The ``p`` family is the one recoverable from the caption of Wang and E's Fig. 3; the ``q``
     and ``hat`` families are this book's choices.
@@ -63,6 +64,8 @@ def subfunction(family: str, i: int, z):
         return i * a ** 2 * b ** 2
     if family == "q":
         return i * a * b
+    if family == "zero":
+        return 0 * z
     return i * (torch.minimum(a, b) if isinstance(z, torch.Tensor) else np.minimum(a, b))
 
 
@@ -99,7 +102,7 @@ class CompositionalTarget:
     --------
     >>> f = CompositionalTarget(3, ("p", "q"))
     >>> f(np.array([[0.5, 0.5], [2.5, 1.5]])).round(4)
-    array([0.2812, 0.5625])
+    array([0.3125, 0.6875])
     """
 
     n_experts: int = 3

@@ -35,7 +35,7 @@ from .compositional import CompositionalTarget, grid_midpoints
 
 __all__ = ["StackSpec", "architecture", "ARCHITECTURES", "DeepMoEPopulation", "PopulationResult",
            "train_population", "evaluate_population", "normalized_mutual_information", "routing_scores",
-           "exact_construction_error"]
+           "exact_construction_error", "init_stripe_gates"]
 
 _WEIGHTINGS = ("softmax", "renormalized")
 
@@ -209,6 +209,33 @@ class DeepMoEPopulation(nn.Module):
 
     def extra_repr(self) -> str:
         return f"P={self.P}, spec={self.spec}, weighting={self.weighting!r}"
+
+
+def init_stripe_gates(model: DeepMoEPopulation, *, sharpness: float = 3.0) -> list[int]:
+    """Start the gates on the compositional routing: layer ``l`` routes by the cells of coordinate ``l``.
+
+    In the rescaled coordinates ``u = 2 x / N - 1`` of :func:`train_population` the cell centres of
+    a coordinate are ``c_i = (2 i - 1) / N - 1``; the Voronoi gate
+    ``g_i(u) = sharpness * (c_i u_l - c_i^2 / 2)`` sends ``u`` to the cell of ``u_l``
+    (:prf:ref:`lem-mfd-voronoi-gate`). A gate can be set so only when it reads the input: every
+    layer of a ``gate_on_input`` model, and the first layer of any model (its state *is* the input).
+    Later gates that read a learned state are left as drawn. Returns the layers that were set.
+    """
+    if not isinstance(model, DeepMoEPopulation):
+        raise TypeError(f"model must be a DeepMoEPopulation, got {type(model).__name__}")
+    sharpness = check_positive_real("sharpness", sharpness)
+    spec, done = model.spec, []
+    for l, N in enumerate(spec.n_experts):
+        if N == 1 or l >= spec.dims[0] or not (l == 0 or spec.gate_on_input):
+            continue
+        c = (2 * torch.arange(1, N + 1, dtype=torch.float64) - 1) / N - 1  # (N,) cell centres in u
+        w = torch.zeros(N, model.gate_w[l].shape[-1], dtype=torch.float64)
+        w[:, l] = sharpness * c
+        with torch.no_grad():
+            model.gate_w[l].copy_(w.to(model.gate_w[l]).expand_as(model.gate_w[l]))
+            model.gate_b[l].copy_((-sharpness * c ** 2 / 2).to(model.gate_b[l]).expand_as(model.gate_b[l]))
+        done.append(l)
+    return done
 
 
 @dataclass

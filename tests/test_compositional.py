@@ -418,3 +418,18 @@ def test_population_functions_reject_bad_input():
         routing_scores(np.zeros((4, 2), int), np.zeros((5, 2), int))
     with pytest.raises(ValueError, match="a and b must have the same number of labels"):
         normalized_mutual_information([0, 1], [0])
+
+
+def test_compositional_module_docstring_examples_hold():
+    import doctest
+
+    import moe_theory.compositional as comp
+
+    result = doctest.testmod(comp)
+    assert result.attempted > 0 and result.failed == 0
+
+
+def test_zero_family_makes_a_coordinate_irrelevant():
+    f = CompositionalTarget(3, ("p", "zero"))
+    x = np.array([[0.5, 0.2], [0.5, 2.9]])
+    assert f(x)[0] == f(x)[1] == pytest.approx(0.0625)

@@ -34,11 +34,13 @@ import torch
 
 from .._validation import check_choice
 from ..compositional import CompositionalTarget, grid_midpoints
-from ..compositional_train import (DeepMoEPopulation, architecture, evaluate_population, routing_scores,
-                                   train_population)
+from ..seed_stats import cell_statistics, stalled_mask
+from ..compositional_train import (DeepMoEPopulation, architecture, evaluate_population, init_stripe_gates,
+                                   routing_scores, train_population)
 
 __all__ = ["Exp2Config", "QUICK", "RESULTS_PATH", "run_cell", "run_experiment", "summarise", "load_results",
-           "results_rows", "routing_rows", "plot_results", "plot_routing_maps", "main"]
+           "results_rows", "routing_rows", "plot_results", "plot_routing_maps", "resummarise", "ATTEMPTS",
+           "ATTEMPTS_PATH", "run_attempts", "attempts_rows", "main"]
 
 RESULTS_PATH = Path(__file__).resolve().parents[2] / "results" / "compositional_exp2.json"
 LABELS = {"2-3-MoE": "2-3-MoE (2 layers x 3 experts)", "1-6-MoE": "1-6-MoE (1 layer x 6 experts)",
@@ -75,11 +77,64 @@ class Exp2Config:
     restarts: int = 5
     stall_factor: float = 10.0
     dtype: str = "float32"
+    gate_init: str = "torch"
+    curriculum_steps: int = 0
 
 
 #: A small configuration for the chapter's live cell and smoke tests.
 QUICK = Exp2Config(widths=(32,), models=("2-3-MoE", "1-6-MoE", "2-1-stack"), seeds=(0, 1, 2, 3), steps=1500,
                    n_test_side=60)
+
+
+#: Where the routing attempts are saved (``--attempts``).
+ATTEMPTS_PATH = RESULTS_PATH.with_name("compositional_routing.json")
+#: What might make training find the compositional routing: one change each, at ``m = 32`` with
+#: seeds 0-9 (``python -m moe_theory.experiments.compositional --attempts``). Nothing tuned.
+ATTEMPTS = {
+    "2-3-MoE": ("2-3-MoE", {}),
+    "2-3-MoE, 4x longer training": ("2-3-MoE", {"steps": 16000}),
+    "2-3-MoE, layer-1 gate started on x1-stripes": ("2-3-MoE", {"gate_init": "stripes"}),
+    "2-3-MoE, curriculum (1000 steps on the x1 part first)": ("2-3-MoE", {"curriculum_steps": 1000}),
+    "2-3-MoE-x (gates read x)": ("2-3-MoE-x", {}),
+    "2-3-MoE-x, both gates started on stripes": ("2-3-MoE-x", {"gate_init": "stripes"}),
+}
+
+
+def run_attempts(names=None, *, m: int = 32, seeds=tuple(range(10)), steps_scale: float = 1.0, device=None,
+                 log=print) -> dict:
+    """Train each of :data:`ATTEMPTS` (all of them by default) and summarise it like a sweep cell.
+
+    ``steps_scale`` multiplies every attempt's number of steps (1 for the saved results; small for tests).
+    """
+    names = list(ATTEMPTS) if names is None else [check_choice("names entry", n, tuple(ATTEMPTS)) for n in names]
+    rows, start = [], time.perf_counter()
+    for name in names:
+        model, over = ATTEMPTS[name]
+        cfg = replace(Exp2Config(), seeds=tuple(seeds), widths=(m,), models=(model,), **over)
+        cfg = replace(cfg, steps=max(1, round(cfg.steps * steps_scale)))
+        recs, info = run_cell(cfg, model, m, device=device)
+        row = {"attempt": name, "model": model, "m": m, "config": asdict(cfg), **summarise(recs, cfg), **info,
+               "per_seed": recs}
+        rows.append(row)
+        if log is not None:
+            log(f"[{time.perf_counter() - start:6.0f} s] {name}: test {row['test_mse']:.2e}, compositional "
+                f"{row['compositional_fraction']:.0%}, paths {row['paths_median']:.0f}")
+    return {"m": m, "seeds": list(seeds), "results": rows, "total_seconds": time.perf_counter() - start,
+            "command": "python -m moe_theory.experiments.compositional --attempts",
+            "environment": {"torch": torch.__version__, "python": platform.python_version(),
+                            "threads": torch.get_num_threads()}}
+
+
+def attempts_rows(data: dict) -> tuple[list[str], list[list]]:
+    """Header and rows of the attempts table: the compositional fraction, the stripe score, paths, errors."""
+    header = ["attempt", "compositional runs", "stripe score (median)", "paths (median)", "test MSE (median)",
+              "best of 5"]
+    rows = []
+    for r in data["results"]:
+        stripe = float(np.median([max(max(v) for v in s["layer_stripe"]) for s in r["per_seed"]]))
+        rows.append([r["attempt"], f"{r['compositional_fraction']:.0%}", f"{stripe:.2f}", f"{r['paths_median']:.0f}",
+                     f"{r['test_mse']:.1e}", f"{r['best_of_restarts']['test_mse']:.1e}"])
+    return header, rows
 
 
 def _map_string(codes: np.ndarray, n_experts: int) -> str:
@@ -94,6 +149,13 @@ def run_cell(cfg: Exp2Config, model_name: str, m: int, *, device=None, return_mo
     target = CompositionalTarget(3, cfg.families)
     spec = architecture(model_name, m)
     pop = DeepMoEPopulation(spec, cfg.seeds, weighting=cfg.weighting, device=device, dtype=getattr(torch, cfg.dtype))
+    if check_choice("gate_init", cfg.gate_init, ("torch", "stripes")) == "stripes":
+        init_stripe_gates(pop)
+    if cfg.curriculum_steps:  # first the target of coordinate 1 alone: layer 1 can learn its stripes
+        first = CompositionalTarget(3, (cfg.families[0],) + ("zero",) * (len(cfg.families) - 1))
+        train_population(pop, first, steps=cfg.curriculum_steps, lr=cfg.lr, batch_size=cfg.batch_size,
+                         aux_weight=cfg.aux_weight, clip=cfg.clip, lr_min_ratio=cfg.lr_min_ratio, rescale=cfg.rescale,
+                         data_seeds=[s + 104_729 for s in cfg.seeds])
     res = train_population(pop, target, steps=cfg.steps, lr=cfg.lr, batch_size=cfg.batch_size,
                            aux_weight=cfg.aux_weight, clip=cfg.clip, lr_min_ratio=cfg.lr_min_ratio,
                            rescale=cfg.rescale)
@@ -123,20 +185,20 @@ def run_cell(cfg: Exp2Config, model_name: str, m: int, *, device=None, return_mo
 
 
 def summarise(recs: list[dict], cfg: Exp2Config) -> dict:
-    """Median and [min, max] over seeds; stalled fraction; best-of-R restarts chosen by training loss."""
+    """Median and [min, max] over seeds with a bootstrap 90% interval of the median; the stalled
+    fraction (test MSE above ``cfg.stall_factor`` times the cell's best run, the rule of the manifold
+    chapter); the exact distribution of the best of ``cfg.restarts`` restarts chosen by training loss
+    over all draws of the seeds (:func:`moe_theory.seed_stats.best_of_r`): its median, 5% and 95%."""
     test = np.array([r["test_mse"] for r in recs])
     train = np.array([r["train_mse"] for r in recs])
-    stalled = train > cfg.stall_factor * train.min()
-    R = cfg.restarts
-    groups = [list(range(s, s + R)) for s in range(0, len(recs) - R + 1, R)]
-    best = [g[int(np.argmin(train[g]))] for g in groups]
-    out = {"test_mse": float(np.median(test)), "test_mse_min": float(test.min()), "test_mse_max": float(test.max()),
-           "train_mse": float(np.median(train)), "train_mse_min": float(train.min()),
+    st = cell_statistics(test, train, restarts=min(cfg.restarts, len(recs)))
+    stalled = stalled_mask(test, factor=cfg.stall_factor)
+    out = {"test_mse": st["test_mse_median"], "test_mse_ci90": st["test_mse_ci90"], "test_mse_min": st["test_mse_min"],
+           "test_mse_max": st["test_mse_max"], "train_mse": float(np.median(train)), "train_mse_min": float(train.min()),
            "train_mse_max": float(train.max()), "stalled_fraction": float(stalled.mean()),
-           "best_of_restarts": {"R": R, "groups": len(groups),
-                                "test_mse": float(np.median(test[best])) if best else None,
-                                "test_mse_min": float(test[best].min()) if best else None,
-                                "test_mse_max": float(test[best].max()) if best else None}}
+           "test_mse_median_not_stalled": float(np.median(test[~stalled])),
+           "best_of_restarts": {"R": st["restarts"], "test_mse": st["best_of_r_median"], "q05": st["best_of_r_q05"],
+                                "q95": st["best_of_r_q95"]}}
     if "path_cell" in recs[0]:
         out["compositional_fraction"] = float(np.mean([r["compositional"] for r in recs]))
         out["path_cell_median"] = float(np.median([r["path_cell"] for r in recs]))
@@ -316,7 +378,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--merge", nargs="+", metavar="PART",
                         help="merge result files (or .partial.json checkpoints) of disjoint --models runs")
+    parser.add_argument("--attempts", nargs="*", choices=list(ATTEMPTS),
+                        help="train the routing attempts (all if none is named) and write " + ATTEMPTS_PATH.name)
+    parser.add_argument("--resummarise", action="store_true",
+                        help="no training: recompute every cell's statistics of --out from its saved per-seed records")
     args = parser.parse_args(argv)
+    if args.resummarise:
+        return _resummarise(Path(args.out))
+    if args.attempts is not None:
+        torch.set_num_threads(args.threads)
+        data = run_attempts(args.attempts or None, device=args.device)
+        ATTEMPTS_PATH.write_text(json.dumps(data))
+        print(f"total {data['total_seconds']:.0f} s; wrote {ATTEMPTS_PATH}")
+        return 0
     if args.merge:
         data = merge_results([json.loads(Path(p).read_text()) for p in args.merge])
         data["command"] = ("python -m moe_theory.experiments.compositional (run as "
@@ -339,6 +413,20 @@ def main(argv: list[str] | None = None) -> int:
     partial.unlink(missing_ok=True)
     data["command"] = ("python -m moe_theory.experiments.compositional "
                        + " ".join(sys.argv[1:] if argv is None else argv)).strip()
+    return _write(data, out)
+
+
+def resummarise(data: dict) -> dict:
+    """``data`` with every cell's statistics recomputed by :func:`summarise` from its per-seed records
+    (the statistics' rules may change; the trained runs do not)."""
+    cfg = replace(Exp2Config(), restarts=data["config"]["restarts"], stall_factor=data["config"]["stall_factor"])
+    rows = [{**row, **summarise(row["per_seed"], cfg)} for row in data["results"]]
+    return {**data, "results": rows}
+
+
+def _resummarise(out: Path) -> int:
+    data = resummarise(load_results(out))
+    data["summarised_by"] = "python -m moe_theory.experiments.compositional --resummarise"
     return _write(data, out)
 
 
