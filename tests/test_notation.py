@@ -95,3 +95,56 @@ def test_notation_page_defines_every_symbol_once():
     duplicates = duplicated_symbols(page)
     assert not duplicates, "symbols defined twice on the notation page:\n" + "\n".join(
         f"  {symbol}: {rows}" for symbol, rows in duplicates.items())
+
+
+# --------------------------------------------------------------------------- every Greek letter is listed
+GREEK = ("alpha beta gamma delta epsilon varepsilon zeta eta theta vartheta iota kappa lambda mu nu xi pi varpi "
+         "rho varrho sigma varsigma tau upsilon phi varphi chi psi omega Gamma Delta Theta Lambda Xi Pi Sigma "
+         "Upsilon Phi Psi Omega").split()
+_GREEK = re.compile(r"\\(" + "|".join(GREEK) + r")(?![a-zA-Z])")
+#: Greek letters a chapter may use without a notation entry, with the reason.
+GREEK_ALLOWED = {
+    "pi": "the number pi (3.14159...)",
+}
+_GENERAL = ("Experts and routing", "Training", "Geometry of the data", "Depth", "Conventions")
+
+
+def _prose(text: str) -> str:
+    """A chapter without its code cells (their strings are code, not notation)."""
+    return re.sub(r"```\{code-cell\}.*?```", "", text, flags=re.S)
+
+
+def notation_sections(page: str) -> dict[str, str]:
+    parts = re.split(r"^## ", page, flags=re.M)[1:]
+    return {p.splitlines()[0].strip(): p for p in parts}
+
+
+def unlisted_greek(chapter: str, page: str) -> set[str]:
+    """Greek letters in a chapter's math that neither the general sections of the notation page nor
+    the chapter's own section (the one whose name starts its ``# `` title) list."""
+    sections = notation_sections(page)
+    title = re.search(r"^# (.+)$", chapter, re.M).group(1).strip()
+    own = next((body for name, body in sections.items() if title.startswith(name)), "")
+    listed = set(_GREEK.findall(own + "".join(sections.get(n, "") for n in _GENERAL)))
+    return set(_GREEK.findall(_prose(chapter))) - listed - set(GREEK_ALLOWED)
+
+
+CHAPTERS = ["primer", "tropical", "manifold", "compositional", "bayes", "coherence", "discontinuity"]
+
+
+@pytest.mark.parametrize("name", CHAPTERS)
+def test_every_greek_letter_a_chapter_uses_is_on_the_notation_page(name):
+    chapter = (ROOT / "book" / f"{name}.md").read_text()
+    missing = unlisted_greek(chapter, NOTATION.read_text())
+    assert not missing, (f"{name}.md uses {sorted(missing)} in its math, but neither the general sections of "
+                         f"notation.md nor its own section list them: add a row, or rename")
+
+
+def test_unlisted_greek_catches_a_planted_symbol_and_ignores_code():
+    page = NOTATION.read_text()
+    chapter = "# The coherence barrier\n\nLet $\\mu(A)$ and $\\upsilon$ be given.\n"
+    assert unlisted_greek(chapter, page) == {"upsilon"}
+    in_code = "# The coherence barrier\n\n```{code-cell} ipython3\nx = r'$\\upsilon$'\n```\n"
+    assert unlisted_greek(in_code, page) == set()
+    # a letter listed only in ANOTHER chapter's section does not count as listed
+    assert "psi" in unlisted_greek("# A mixture of experts in one page\n\n$\\psi$\n", page)
