@@ -54,7 +54,7 @@ def test_duplicated_inline_scripts_are_emitted_once():
 def test_notation_page_lists_the_primer_and_tropical_symbols_once():
     page = (ROOT / "book" / "notation.md").read_text()
     for symbol in (r"$n_k(W, b)$", r"$n^{\rm tie}_k(W, b)$", r"$\mathrm{mask}_k(g) = \mathbf 1_{S_k(g)}$",
-                   r"$\Delta(N, k)$", r"$\Gamma(\alpha)$, $q$", r"$\bar g$, $s$", r"$\varsigma$, $\xi$",
+                   r"$\Delta(N, k)$", r"$\Gamma(\theta)$, $q$", r"$\bar g$, $s$", r"$\varsigma$, $\xi$",
                    r"$F_i$, $\bar p_i$", r"$\lambda$", r"$\sigma$", r"$\tau$", r"$\rho_i$", r"$Q \in \mathbb{R}^{D\times d}$"):
         assert symbol in page, symbol
     rows = [line.split("|")[1].strip() for line in page.splitlines() if line.startswith("| $")]
@@ -71,3 +71,24 @@ def test_primer_and_tropical_chapters_keep_the_book_notation():
     assert r"\tau + s" not in tropical and r"\sigma(1)" not in tropical and r"\sigma\,\mathrm{std}" not in tropical
     assert "the size named in the issue" not in tropical and "issue" not in primer.lower()
     assert "$f_i$" not in primer and "piece_purity" not in primer
+
+
+def test_book_meta_lists_every_exercise_with_its_kind(tmp_path):
+    from moe_theory.book_meta import CHAPTERS, exercises
+
+    ex = exercises()
+    assert {e["chapter"] for e in ex} == set(CHAPTERS)
+    assert all(e["kind"] in ("computational", "proof", "by hand") for e in ex)
+    assert len({e["label"] for e in ex}) == len(ex)
+    (tmp_path / "x").mkdir()
+    for ch in CHAPTERS:
+        (tmp_path / "x" / f"{ch}.md").write_text("")
+    (tmp_path / "x" / "primer.md").write_text(
+        "```{exercise} A sum\n:label: ex-a\n\n**Proof.** Show it.\n```\n\n"
+        "```{exercise} Compute\n:label: ex-b\n\nDo it.\n```\n\n"
+        "````{solution} ex-b\n:class: dropdown\n\n```python\nprint(1)\n```\n````\n")
+    got = {e["label"]: e["kind"] for e in exercises(tmp_path / "x")}
+    assert got == {"ex-a": "proof", "ex-b": "computational"}
+    import pytest
+    with pytest.raises(FileNotFoundError, match="book_dir must be"):
+        exercises(tmp_path / "missing")

@@ -1,47 +1,35 @@
-"""Every labelled theorem, proposition, lemma, corollary and numerical observation of the book has a test named after it."""
+"""Every labelled theorem, proposition, lemma, corollary and numerical observation of the book has a
+test named after it; the claims ledger (book/claims.md, built from the same scan) lists them all."""
 
-import re
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULT = re.compile(r"^(`{3,}|:{3,})\{prf:(theorem|proposition|lemma|corollary|observation)\}[^\n]*\n((?::[^\n]*\n)*)", re.M)
+sys.path.insert(0, str(ROOT / "_ext"))
 
-
-def _norm(s: str) -> str:
-    return re.sub(r"[^a-z0-9]", "_", s.lower())
+import claims_ledger  # noqa: E402
+import ledger_scan  # noqa: E402
 
 
 def book_result_labels() -> dict[str, str]:
-    """Label -> chapter file, for every labelled result in ``book/``."""
-    labels = {}
-    for path in sorted((ROOT / "book").rglob("*.md")):
-        for match in RESULT.finditer(path.read_text()):
-            label = re.search(r":label:\s*(\S+)", match.group(3))
-            if label:
-                labels[label.group(1)] = path.name
-    return labels
-
-
-def collected_test_names() -> list[str]:
-    names = []
-    for path in (ROOT / "tests").rglob("test_*.py"):
-        names += re.findall(r"^\s*def (test_\w+)", path.read_text(), flags=re.M)
-    return names
-
+    """Label -> chapter file, for every labelled result that needs a test."""
+    return {r.label: f"{r.chapter}.md" for r in ledger_scan.scan_book() if r.kind in ledger_scan.TESTED_KINDS}
 
 
 def test_every_labelled_result_has_a_test_named_after_it():
-    labels = book_result_labels()
-    assert labels, "the book has no labelled results: the scan is broken"
-    names = " ".join(_norm(n) for n in collected_test_names())
-    missing = sorted(f"{label} ({chapter})" for label, chapter in labels.items() if _norm(label) not in names)
+    results = [r for r in ledger_scan.scan_book() if r.kind in ledger_scan.TESTED_KINDS]
+    assert len(results) > 40, "the book has too few labelled results: the scan is broken"
+    missing = sorted(f"{r.label} ({r.chapter}.md)" for r in results if not r.tests)
     assert not missing, f"labelled results without a test named after them: {missing}"
 
 
-def test_every_labelled_result_has_a_label():
+def test_every_result_box_has_a_label():
+    import re
+    box = re.compile(r"^(`{3,}|:{3,})\{prf:(theorem|proposition|lemma|corollary|observation)\}[^\n]*\n((?::[^\n]*\n)*)",
+                     re.M)
     unlabeled = []
-    for path in sorted((ROOT / "book").rglob("*.md")):
-        for match in RESULT.finditer(path.read_text()):
+    for path in sorted((ROOT / "book").glob("*.md")):
+        for match in box.finditer(path.read_text()):
             if ":label:" not in match.group(3):
                 unlabeled.append(f"{path.name}: {match.group(0).splitlines()[0]}")
     assert not unlabeled, f"results without a :label: cannot be traced to tests: {unlabeled}"
@@ -50,3 +38,62 @@ def test_every_labelled_result_has_a_label():
 def test_scan_finds_the_primer_propositions():
     labels = book_result_labels()
     assert {"prop-topk-invariance", "prop-top1-no-gate-gradient"} <= set(labels)
+
+
+SYNTHETIC = """# A chapter
+
+```{prf:proposition} Proved
+:label: prop-a
+Text.
+```
+
+```{prf:proof}
+Done.
+```
+
+```{prf:theorem} Known {cite}`someone`
+:label: thm-b
+Text.
+```
+
+```{prf:remark} The paper's claim: something
+:label: rem-c
+Text.
+```
+
+```{prf:observation} Measured
+:label: obs-d
+Text.
+```
+
+```{prf:lemma} Bare
+:label: lem-e
+Text.
+```
+
+```{prf:definition} A term
+:label: def-f
+Text.
+```
+"""
+
+
+def test_ledger_statuses_are_derived_from_the_boxes():
+    status = {r.label: r.status for r in ledger_scan.scan_text(SYNTHETIC, "x")}
+    assert status == {"prop-a": "proved here", "thm-b": "proved in a cited source",
+                      "rem-c": "the paper's claim, unverified", "obs-d": "observed numerically",
+                      "lem-e": "stated without proof", "def-f": "definition"}
+
+
+def test_ledger_page_lists_every_labelled_result_of_every_chapter():
+    results = [r for r in ledger_scan.scan_book() if r.chapter in claims_ledger.CHAPTER_TITLES]
+    text = "\n".join(claims_ledger.ledger_markdown(results))
+    missing = [r.label for r in results if f"{{prf:ref}}`{r.label}`" not in text]
+    assert results and not missing, missing
+    assert "observed numerically" in text and "the paper's claim, unverified" in text
+
+
+def test_tests_are_matched_by_normalised_label():
+    assert ledger_scan.normalise("obs-mfd-best-of-5") == "obs_mfd_best_of_5"
+    obs = next(r for r in ledger_scan.scan_book() if r.label == "obs-mfd-best-of-5-flat-in-d")
+    assert obs.tests == ["test_experiments_manifold.py::test_obs_mfd_best_of_5_flat_in_d"]

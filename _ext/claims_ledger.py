@@ -1,0 +1,71 @@
+"""Sphinx extension: the ``{claims-ledger}`` directive, the book's claims ledger built at build time.
+
+It scans ``book/*.md`` for labelled ``prf:`` results and ``tests/`` for the tests named after them
+(:mod:`ledger_scan`, the traceability test's scan) and writes, as MyST parsed in place, a summary
+per chapter and one table per chapter: each result linked to its box, its kind, its status (proved
+here, proved in a cited source, the paper's claim, observed numerically, definition) and its tests.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from pathlib import Path
+
+from docutils import nodes
+from docutils.statemachine import StringList
+from sphinx.util.docutils import SphinxDirective
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import ledger_scan  # noqa: E402
+
+CHAPTER_TITLES = {"primer": "A mixture of experts in one page", "tropical": "Top-k routing as tropical geometry",
+                  "manifold": "Shallow MoE on low-dimensional manifolds",
+                  "compositional": "Deep MoE and compositional sparsity",
+                  "bayes": "Bayesian and information-theoretic routing", "coherence": "The coherence barrier",
+                  "discontinuity": "Discontinuities of sparse MoE"}
+STATUSES = ("proved here", "proved in a cited source", "stated without proof", "the paper's claim, unverified",
+            "observed numerically", "definition", "remark")
+
+
+def _tests_cell(tests: list[str], limit: int = 3) -> str:
+    if not tests:
+        return "none"
+    shown = ", ".join(f"`{t.split('::')[1]}` ({t.split('::')[0]})" for t in tests[:limit])
+    return shown + (f" and {len(tests) - limit} more" if len(tests) > limit else "")
+
+
+def ledger_markdown(results) -> list[str]:
+    """The ledger as MyST lines: the summary table, then a table per chapter."""
+    chapters = list(dict.fromkeys(r.chapter for r in results))
+    lines = ["| chapter | " + " | ".join(STATUSES) + " | with a test |", "|---" * (len(STATUSES) + 2) + "|"]
+    for ch in chapters:
+        rs = [r for r in results if r.chapter == ch]
+        c = Counter(r.status for r in rs)
+        lines.append(f"| [{CHAPTER_TITLES.get(ch, ch)}]({ch}.md) | " + " | ".join(str(c.get(s, 0)) for s in STATUSES)
+                     + f" | {sum(bool(r.tests) for r in rs)} of {len(rs)} |")
+    for ch in chapters:
+        lines += ["", f"**[{CHAPTER_TITLES.get(ch, ch)}]({ch}.md)**", "", "| result | status | checked by |",
+                  "|---|---|---|"]
+        for r in (r for r in results if r.chapter == ch):
+            lines.append(f"| {{prf:ref}}`{r.label}` | {r.status} | {_tests_cell(r.tests)} |")
+    return lines
+
+
+class ClaimsLedger(SphinxDirective):
+    has_content = False
+
+    def run(self):
+        root = Path(self.env.srcdir)
+        results = [r for r in ledger_scan.scan_book(root) if r.chapter in CHAPTER_TITLES]
+        for path in sorted((root / "book").glob("*.md")) + sorted((root / "tests").glob("test_*.py")):
+            self.env.note_dependency(str(path))  # the page is rebuilt when a chapter or a test changes
+        container = nodes.container(classes=["claims-ledger"])
+        self.state.nested_parse(StringList(ledger_markdown(results), source="claims-ledger"), self.content_offset,
+                                container)
+        return [container]
+
+
+def setup(app):
+    app.add_directive("claims-ledger", ClaimsLedger)
+    return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}
