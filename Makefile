@@ -13,7 +13,7 @@ JB_FLAGS ?= -W -n --keep-going
 OMP_WAIT_POLICY ?= PASSIVE
 export OMP_WAIT_POLICY
 
-.PHONY: book test setup tests-only browser-deps clean clean-cache chapter-times chapter bench bench-quick experiments
+.PHONY: lab book test setup tests-only browser-deps clean clean-cache chapter-times chapter bench bench-quick experiments
 
 $(BIN)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,15 @@ setup: $(BIN)/.installed
 book: setup
 	env -u MPLBACKEND $(BIN)/jupyter-book build $(JB_FLAGS) .  # kernels draw figures inline
 	@echo "Book built: _build/html/index.html"
+
+# Run the chapters live: JupyterLab in the book's environment, the MyST chapters opening as notebooks
+# (jupytext; lab/overrides.json makes "Jupytext Notebook" their default viewer). LAB_ARGS: e.g. --no-browser.
+LAB_ARGS ?=
+lab: setup
+	$(BIN)/python -m pip install -q -r requirements-lab.txt
+	mkdir -p $(VENV)/share/jupyter/lab/settings
+	cp lab/overrides.json $(VENV)/share/jupyter/lab/settings/overrides.json
+	cd book && ../$(BIN)/jupyter lab $(LAB_ARGS)
 
 # Headless Chromium and its driver for the browser test (Debian/Ubuntu; needs root or sudo).
 browser-deps:
