@@ -251,21 +251,10 @@ def _check_page(browser, server, page: Path, root: Path = HTML) -> list[str]:
         problems.append(f"wider than the {width['column']:.0f}-px text column and not in a scroll box: {item}")
     for item in width["figures"][:8]:
         problems.append(f"figure wider than the text column: {item}")
-    for line in browser.execute_script(SCROLLING_CODE)[:5]:
-        problems.append(f"a code cell scrolls sideways (its longest line does not fit the column): {line!r}")
     for message in _console_errors(browser)[:5]:
         problems.append(f"JavaScript console error: {message[:300]}")
     _screenshot(browser, rel, int(report["height"]), root)
     return problems
-
-
-#: A chapter's own code cells must fit the column without scrolling: 88 characters per line (the
-#: book's limit) at the book's code font size. Library source shown by literalinclude may scroll.
-SCROLLING_CODE = r"""
-return Array.from(document.querySelectorAll('div.cell_input pre'))
-  .filter(p => p.clientWidth > 0 && p.scrollWidth > p.clientWidth + 2)  // hidden (collapsed) cells: 0
-  .map(p => (p.textContent || '').split('\n').reduce((a, b) => a.length >= b.length ? a : b, '').slice(0, 70));
-"""
 
 
 #: Chromium cannot capture a window much taller than this; longer pages are shot in parts.
@@ -404,14 +393,6 @@ def test_browser_check_catches_elements_wider_than_the_column(browser, fixtures,
     wide = [p for p in problems if p.startswith("wider than the 650-px text column")]
     assert len(wide) == 1, problems  # only the outermost offender, once
     assert f": {named}" in wide[0] and "in section #fixture" in wide[0], wide[0]
-
-
-def test_browser_check_catches_a_code_cell_that_scrolls_sideways(browser, fixtures):
-    """A code cell whose line does not fit the column fails even inside its scroll box."""
-    problems = _check_fixture(browser, fixtures, "scrolling-cell",
-                              f"<div class='cell_input'><div class='highlight'><pre style='overflow-x: auto'>"
-                              f"{LONG_LINE}</pre></div></div>")
-    assert len(problems) == 1 and problems[0].startswith("a code cell scrolls sideways"), problems
 
 
 def test_browser_check_catches_a_figure_wider_than_the_column(browser, fixtures):
