@@ -301,3 +301,14 @@ def test_built_solutions_show_their_executed_output(name):
     with_output = [b for b in _solution_blocks(html) if 'class="cell_output' in b]
     assert len(with_output) >= len(gated), (
         f"{page.name}: {len(gated)} solutions run code but {len(with_output)} dropdowns show output")
+
+
+def test_planted_solution_without_output_is_caught_in_html():
+    shown = ('<div class="solution dropdown admonition" id="s1"><p class="admonition-title">S</p>'
+             '<section id="solution-content"><div class="cell docutils container">'
+             '<div class="cell_output docutils container">1</div></div></section></div>')
+    empty = shown.replace('<div class="cell_output docutils container">1</div>', "")
+    page = shown + '<div class="exercise admonition">' + empty + '<section id="further-reading">'
+    blocks = _solution_blocks(page)
+    assert len(blocks) == 2
+    assert ['class="cell_output' in b for b in blocks] == [True, False]
