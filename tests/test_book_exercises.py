@@ -30,6 +30,9 @@ ROOT = Path(__file__).resolve().parent.parent
 BOOK = ROOT / "book"
 HTML = Path(os.environ.get("MOE_BOOK_HTML", ROOT / "_build" / "html")).resolve()
 KINDS = ("Computational", "Proof", "By hand")
+#: Characters of code that fit a solution dropdown without a sideways scroll (measured in
+#: headless Chromium at 1280 px: the dropdown's code box holds 73 monospace characters).
+SOLUTION_CODE_WIDTH = 72
 _OPEN = re.compile(r"^(`{3,}|~{3,})\{(exercise|solution|solution-start|solution-end)\}[ \t]*(.*)$")
 _KIND = re.compile(r"^\*\*(" + "|".join(KINDS) + r")\.\*\*")
 _STATIC_CODE = re.compile(r"^[ \t]*(`{3,}|~{3,})[ \t]*(python3?|py|ipython3?|pycon)\b", re.M)
@@ -102,6 +105,16 @@ def parse_exercises(text: str) -> dict:
     return {"exercises": exercises, "solutions": solutions, "errors": errors}
 
 
+def _code_lines(body: str) -> list[str]:
+    """Source lines of the code cells shown in a solution's body (options excluded)."""
+    lines = []
+    for m in re.finditer(r"^(`{3,})\{code-cell\}[^\n]*\n(.*?)^\1[ \t]*$", body, re.S | re.M):
+        if re.search(r"^:tags:.*remove-(cell|input)", m.group(2), re.M):
+            continue  # not shown on the page
+        lines += [line for line in m.group(2).splitlines() if not re.match(r"^:[\w-]+:", line)]
+    return lines
+
+
 def exercise_problems(text: str) -> list[str]:
     """Everything wrong with one chapter's exercises (an empty list when it is complete)."""
     parsed = parse_exercises(text)
@@ -127,6 +140,10 @@ def exercise_problems(text: str) -> list[str]:
             problems.append(f"solution {s['label']} is not a hidden dropdown (:class: dropdown)")
         if _STATIC_CODE.search(s["body"]):
             problems.append(f"solution {s['label']} has a static Python fence: its code is never run")
+        wide = [len(line) for line in _code_lines(s["body"]) if len(line) > SOLUTION_CODE_WIDTH]
+        if wide:
+            problems.append(f"solution {s['label']} has code lines over {SOLUTION_CODE_WIDTH} "
+                            f"characters (lengths {wide}): they scroll sideways in the dropdown")
         if s["form"] == "directive" and _CODE_CELL.search(s["body"]):
             problems.append(f"solution {s['label']} nests a code-cell in a directive (not executed):"
                             " use solution-start/solution-end")
@@ -238,6 +255,14 @@ def test_planted_code_cell_in_directive_solution_is_caught():
     planted = text.replace(m.group(0), "````{solution} " + label + "\n:class: dropdown\n\n"
                            "```{code-cell} ipython3\nprint(1)\n```\n````\n\n```{note}\n", 1)
     assert any(p.startswith(f"solution {label} nests a code-cell") for p in exercise_problems(planted))
+
+
+def test_planted_wide_solution_code_is_caught():
+    block, label = _first_gated_solution(_text(PLANT))
+    wide = block.replace("```{code-cell} ipython3\n", "```{code-cell} ipython3\nx = 1" +
+                         " " * SOLUTION_CODE_WIDTH + "# wide\n", 1)
+    assert any(p.startswith(f"solution {label} has code lines over") for p in
+               exercise_problems(_planted(block, wide)))
 
 
 def test_planted_missing_dropdown_is_caught():
