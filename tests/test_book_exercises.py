@@ -31,8 +31,8 @@ BOOK = ROOT / "book"
 HTML = Path(os.environ.get("MOE_BOOK_HTML", ROOT / "_build" / "html")).resolve()
 KINDS = ("Computational", "Proof", "By hand")
 #: Characters of code that fit a solution dropdown without a sideways scroll (measured in
-#: headless Chromium at 1280 px: the dropdown's code box holds 73 monospace characters).
-SOLUTION_CODE_WIDTH = 72
+#: headless Chromium at 1280 px: lines of 69 characters fit the code box, 70 scroll).
+SOLUTION_CODE_WIDTH = 69
 _OPEN = re.compile(r"^(`{3,}|~{3,})\{(exercise|solution|solution-start|solution-end)\}[ \t]*(.*)$")
 _KIND = re.compile(r"^\*\*(" + "|".join(KINDS) + r")\.\*\*")
 _STATIC_CODE = re.compile(r"^[ \t]*(`{3,}|~{3,})[ \t]*(python3?|py|ipython3?|pycon)\b", re.M)
