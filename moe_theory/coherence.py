@@ -4,7 +4,7 @@ Choosing ``k`` of ``N`` experts is read as choosing ``k`` columns ("atoms") of a
 ``A`` (shape ``(D, N)``, column ``a_i``) to approximate a target ``t`` in ``R^D``. The book's
 chapter *The coherence barrier* uses the symbols below; all selection routines work on the
 unit atoms ``a_i / ||a_i||`` and return the sorted support with the squared residual
-``||t - P_S t||^2`` (``P_S``: orthogonal projection onto the span of the chosen atoms).
+``||t - Pi_S t||^2`` (``Pi_S``: orthogonal projection onto the span of the chosen atoms).
 
 Sources: Tropp, *Greed is good* (IEEE Trans. IT 2004); Donoho and Elad (PNAS 2003); Welch
 (IEEE Trans. IT 1974); Natarajan (SIAM J. Comput. 1995); Elad, *Sparse and Redundant
@@ -37,7 +37,7 @@ MAX_SUBSETS = 200_000
 
 class Selection(NamedTuple):
     """A chosen set of atoms: ``support`` (sorted tuple of column indices) and
-    ``residual`` = ``||t - P_S t||^2``, the squared least-squares residual."""
+    ``residual`` = ``||t - Pi_S t||^2``, the squared least-squares residual."""
 
     support: tuple[int, ...]
     residual: float
@@ -120,7 +120,7 @@ def welch_bound(D: int, N: int) -> float:
 
 # -- batched least squares --------------------------------------------------------------------
 def _energy(U: np.ndarray, t: np.ndarray, supports: np.ndarray) -> np.ndarray:
-    """``||P_S t||^2`` for unit dictionaries ``U (B, D, N)``, targets ``t (B, D)`` and index
+    """``||Pi_S t||^2`` for unit dictionaries ``U (B, D, N)``, targets ``t (B, D)`` and index
     sets ``supports (B, S, k)`` -> ``(B, S)``."""
     G = np.einsum("bdi,bdj->bij", U, U)  # (B, N, N) Gram matrix
     return _energy_gram(G, np.einsum("bdn,bd->bn", U, t), supports)
@@ -211,11 +211,11 @@ def greedy_select(A, t, k: int) -> Selection:
     Returns
     -------
     Selection
-        Sorted support and squared residual ``||t - P_S t||^2``.
+        Sorted support and squared residual ``||t - Pi_S t||^2``.
 
     Notes
     -----
-    Round ``j`` picks ``argmax_{i not in S} |<a_i, r>|`` with ``r = t - P_S t`` (ties: the
+    Round ``j`` picks ``argmax_{i not in S} |<a_i, r>|`` with ``r = t - Pi_S t`` (ties: the
     smaller index). Pati, Rezaiifar and Krishnaprasad (1993); recovery guarantees: Tropp (2004).
 
     Examples
@@ -243,7 +243,7 @@ def topk_correlation_select(A, t, k: int) -> Selection:
 
 
 def exhaustive_select(A, t, k: int, *, max_subsets: int = MAX_SUBSETS) -> Selection:
-    """The best ``k``-subset: ``argmin_{|S| = k} ||t - P_S t||^2`` over all ``C(N, k)`` subsets.
+    """The best ``k``-subset: ``argmin_{|S| = k} ||t - Pi_S t||^2`` over all ``C(N, k)`` subsets.
 
     Parameters
     ----------
@@ -274,7 +274,7 @@ def exhaustive_select(A, t, k: int, *, max_subsets: int = MAX_SUBSETS) -> Select
 
 
 def captured_energy(A, t, support) -> float:
-    """``E(S) = ||P_S t||^2``, the energy of ``t`` in the span of the atoms ``a_i``, ``i in S``."""
+    """``E(S) = ||Pi_S t||^2``, the energy of ``t`` in the span of the atoms ``a_i``, ``i in S``."""
     A = _check_dictionary(A)
     t = _check_target(t, A.shape[0])
     s = _check_support(support, A.shape[1], proper=False)
