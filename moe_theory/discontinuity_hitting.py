@@ -108,10 +108,10 @@ def first_hits(W, b, k, x0, *, n_paths=1000, dt=1e-3, t_max=1.0, tols=(0.04, 0.0
 def hitting_cdf_bounds(W, b, k, x0, t):
     r"""Reflection-principle bounds on ``P(s_hit <= s)`` for ``X_s = x0 + B_s``, at the times ``s = t``.
 
-    With :math:`d_{ij} = (g_i - g_j)(x_0)/|w_i - w_j|` for ``i`` in the active set and ``j`` not,
+    With :math:`\operatorname{dist}_{ij} = (g_i - g_j)(x_0)/|w_i - w_j|` for ``i`` in the active set and ``j`` not,
 
-    .. math:: \max_{ij} \operatorname{erfc}\Big(\frac{d_{ij}}{\sqrt{2s}}\Big) \le P(s_{\rm hit} \le s)
-              \le \min\Big\{1, \sum_{ij} \operatorname{erfc}\Big(\frac{d_{ij}}{\sqrt{2s}}\Big)\Big\}.
+    .. math:: \max_{ij} \operatorname{erfc}\Big(\frac{\operatorname{dist}_{ij}}{\sqrt{2s}}\Big) \le P(s_{\rm hit} \le s)
+              \le \min\Big\{1, \sum_{ij} \operatorname{erfc}\Big(\frac{\operatorname{dist}_{ij}}{\sqrt{2s}}\Big)\Big\}.
 
     Returns
     -------
