@@ -127,7 +127,7 @@ def _energy(U: np.ndarray, t: np.ndarray, supports: np.ndarray) -> np.ndarray:
 
 
 def _energy_gram(G: np.ndarray, c: np.ndarray, supports: np.ndarray) -> np.ndarray:
-    """``E(S) = c_S^T G_S^{-1} c_S`` with ``c = U^T t``: batched ``k x k`` solves.
+    """``C(S) = c_S^T G_S^{-1} c_S`` with ``c = U^T t``: batched ``k x k`` solves.
 
     A ridge of ``1e-13 k`` keeps exactly dependent atoms well defined: ``c_S`` lies in the range
     of ``G_S``, so the ridge solution tends to the pseudo-inverse one (duplicate atoms count once).
@@ -274,7 +274,7 @@ def exhaustive_select(A, t, k: int, *, max_subsets: int = MAX_SUBSETS) -> Select
 
 
 def captured_energy(A, t, support) -> float:
-    """``E(S) = ||Pi_S t||^2``, the energy of ``t`` in the span of the atoms ``a_i``, ``i in S``."""
+    """``C(S) = ||Pi_S t||^2``, the energy of ``t`` in the span of the atoms ``a_i``, ``i in S``."""
     A = _check_dictionary(A)
     t = _check_target(t, A.shape[0])
     s = _check_support(support, A.shape[1], proper=False)
@@ -391,7 +391,7 @@ def restricted_isometry_constant(A, k: int, *, max_subsets: int = MAX_SUBSETS) -
 
 
 def energy_ratio_bound(mu: float, k: int) -> float:
-    """``(1 - (k - 1) mu) / (1 + (k - 1) mu)``: lower bound on ``E(Thr_k) / max_S E(S)``
+    """``(1 - (k - 1) mu) / (1 + (k - 1) mu)``: lower bound on ``C(Thr_k) / max_S C(S)``
     (0 when ``(k - 1) mu >= 1``, where it says nothing)."""
     mu = check_real("mu", mu, minimum=0.0, maximum=1.0)
     k = check_positive_int("k", k)
