@@ -54,7 +54,7 @@ def test_duplicated_inline_scripts_are_emitted_once():
 def test_notation_page_lists_the_primer_and_tropical_symbols_once():
     page = (ROOT / "book" / "notation.md").read_text()
     for symbol in (r"$n_k(W, b)$", r"$n^{\rm tie}_k(W, b)$", r"$\mathrm{mask}_k(g) = \mathbf 1_{S_k(g)}$",
-                   r"$\Delta(N, k)$", r"$\Gamma(\alpha)$, $q$", r"$\bar g$, $s$", r"$\varsigma$, $\xi$",
+                   r"$\Delta(N, k)$", r"$\Gamma(\alpha)$, $q$", r"$\bar g$", r"$\varsigma$, $\xi$",
                    r"$F_i$, $\bar p_i$", r"$\lambda$", r"$\sigma$", r"$\tau$", r"$\rho_i$", r"$Q \in \mathbb{R}^{D\times d}$"):
         assert symbol in page, symbol
     rows = [line.split("|")[1].strip() for line in page.splitlines() if line.startswith("| $")]
@@ -71,3 +71,5 @@ def test_primer_and_tropical_chapters_keep_the_book_notation():
     assert r"\tau + s" not in tropical and r"\sigma(1)" not in tropical and r"\sigma\,\mathrm{std}" not in tropical
     assert "the size named in the issue" not in tropical and "issue" not in primer.lower()
     assert "$f_i$" not in primer and "piece_purity" not in primer
+    # H is entropy (walls are mathcal W_ij), t the target value (the LP margin is varepsilon)
+    assert "H_{ij}" not in tropical and "s^*" not in tropical and r"\min_{t \in" not in tropical
