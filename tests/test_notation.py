@@ -1,4 +1,6 @@
-"""One symbol, one meaning: no symbol is defined twice in the tables of book/notation.md.
+"""One symbol, one meaning: no symbol is defined twice in the tables of book/notation.md, and
+every symbol a chapter's math uses is listed there (book-wide or in the chapter's section; see
+the second half of this file).
 
 The check reads every table row of the notation page whose first cell holds math. The first cell
 may define several symbols (``$u$, $\\nu$``); each ``$...$`` piece defines one. The *defined
