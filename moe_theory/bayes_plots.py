@@ -83,8 +83,8 @@ def plot_switch_simplex(n: int = 90):
     hard = np.array([float(switch_load_balancing_loss(torch.stack([row, row[[0, 2, 1]]]), 1)) for row in logp])
     tri = mtri.Triangulation(xy[:, 0], xy[:, 1])
     fig, axes = plt.subplots(1, 2, figsize=(6.5, 3.3))
-    for ax, val, title in ((axes[0], relaxed, "relaxed: $3\\sum_i \\bar P_i^2$ over $\\bar P$"),
-                           (axes[1], hard, "hard: $3\\sum_i \\ell_i\\bar P_i$, batch $\\{p, p'\\}$")):
+    for ax, val, title in ((axes[0], relaxed, "relaxed: $3\\sum_i \\bar p_i^2$ over $\\bar p$"),
+                           (axes[1], hard, "hard: $3\\sum_i \\ell_i\\bar p_i$, batch $\\{p, p'\\}$")):
         im = ax.tricontourf(tri, val, levels=np.linspace(0.75, 3.0, 19), cmap="viridis")
         ax.tricontour(tri, val, levels=[1.0], colors="w", linewidths=1.2)
         best = int(np.argmin(val))
@@ -99,7 +99,7 @@ def plot_switch_simplex(n: int = 90):
         ax.set_title(title, fontsize=9)
         ax.set_xlabel(f"red star: grid minimum {val[best]:.3f}", fontsize=8, labelpad=12)
     fig.colorbar(im, ax=axes, shrink=0.8, label="loss value")
-    fig.suptitle("Relaxed Switch loss is smallest at uniform $\\bar P$;\n"
+    fig.suptitle("Relaxed Switch loss is smallest at uniform $\\bar p$;\n"
                  "the hard loss falls below 1, towards 3/4", fontsize=10)
     return fig, float(hard.min())
 
@@ -189,7 +189,7 @@ def plot_aggregate_split(batches: dict):
         mean_kl = float(kl_divergence(p, torch.full_like(p, 1.0 / N)).mean())
         ax.barh(j, mi, color="C0", label="$I(X;Z)$" if j == 0 else None)
         ax.barh(j, imbalance, left=mi, color="C1",
-                label=r"$\log N - H(\bar P)$" if j == 0 else None)
+                label=r"$\log N - H(\bar p)$" if j == 0 else None)
         ax.plot(mean_kl, j, "k|", ms=28, mew=2,
                 label=r"mean KL$(p(x)\,\|\,\mathcal{U})$" if j == 0 else None)
     ax.set_yticks(range(len(batches)), list(batches))

@@ -4,7 +4,7 @@ Choosing ``k`` of ``N`` experts is read as choosing ``k`` columns ("atoms") of a
 ``A`` (shape ``(D, N)``, column ``a_i``) to approximate a target ``t`` in ``R^D``. The book's
 chapter *The coherence barrier* uses the symbols below; all selection routines work on the
 unit atoms ``a_i / ||a_i||`` and return the sorted support with the squared residual
-``||t - P_S t||^2`` (``P_S``: orthogonal projection onto the span of the chosen atoms).
+``||t - Pi_S t||^2`` (``Pi_S``: orthogonal projection onto the span of the chosen atoms).
 
 Sources: Tropp, *Greed is good* (IEEE Trans. IT 2004); Donoho and Elad (PNAS 2003); Welch
 (IEEE Trans. IT 1974); Natarajan (SIAM J. Comput. 1995); Elad, *Sparse and Redundant
@@ -37,7 +37,7 @@ MAX_SUBSETS = 200_000
 
 class Selection(NamedTuple):
     """A chosen set of atoms: ``support`` (sorted tuple of column indices) and
-    ``residual`` = ``||t - P_S t||^2``, the squared least-squares residual."""
+    ``residual`` = ``||t - Pi_S t||^2``, the squared least-squares residual."""
 
     support: tuple[int, ...]
     residual: float
@@ -120,14 +120,14 @@ def welch_bound(D: int, N: int) -> float:
 
 # -- batched least squares --------------------------------------------------------------------
 def _energy(U: np.ndarray, t: np.ndarray, supports: np.ndarray) -> np.ndarray:
-    """``||P_S t||^2`` for unit dictionaries ``U (B, D, N)``, targets ``t (B, D)`` and index
+    """``||Pi_S t||^2`` for unit dictionaries ``U (B, D, N)``, targets ``t (B, D)`` and index
     sets ``supports (B, S, k)`` -> ``(B, S)``."""
     G = np.einsum("bdi,bdj->bij", U, U)  # (B, N, N) Gram matrix
     return _energy_gram(G, np.einsum("bdn,bd->bn", U, t), supports)
 
 
 def _energy_gram(G: np.ndarray, c: np.ndarray, supports: np.ndarray) -> np.ndarray:
-    """``E(S) = c_S^T G_S^{-1} c_S`` with ``c = U^T t``: batched ``k x k`` solves.
+    """``C(S) = c_S^T G_S^{-1} c_S`` with ``c = U^T t``: batched ``k x k`` solves.
 
     A ridge of ``1e-13 k`` keeps exactly dependent atoms well defined: ``c_S`` lies in the range
     of ``G_S``, so the ridge solution tends to the pseudo-inverse one (duplicate atoms count once).
@@ -211,11 +211,11 @@ def greedy_select(A, t, k: int) -> Selection:
     Returns
     -------
     Selection
-        Sorted support and squared residual ``||t - P_S t||^2``.
+        Sorted support and squared residual ``||t - Pi_S t||^2``.
 
     Notes
     -----
-    Round ``j`` picks ``argmax_{i not in S} |<a_i, r>|`` with ``r = t - P_S t`` (ties: the
+    Round ``j`` picks ``argmax_{i not in S} |<a_i, r>|`` with ``r = t - Pi_S t`` (ties: the
     smaller index). Pati, Rezaiifar and Krishnaprasad (1993); recovery guarantees: Tropp (2004).
 
     Examples
@@ -243,7 +243,7 @@ def topk_correlation_select(A, t, k: int) -> Selection:
 
 
 def exhaustive_select(A, t, k: int, *, max_subsets: int = MAX_SUBSETS) -> Selection:
-    """The best ``k``-subset: ``argmin_{|S| = k} ||t - P_S t||^2`` over all ``C(N, k)`` subsets.
+    """The best ``k``-subset: ``argmin_{|S| = k} ||t - Pi_S t||^2`` over all ``C(N, k)`` subsets.
 
     Parameters
     ----------
@@ -274,7 +274,7 @@ def exhaustive_select(A, t, k: int, *, max_subsets: int = MAX_SUBSETS) -> Select
 
 
 def captured_energy(A, t, support) -> float:
-    """``E(S) = ||P_S t||^2``, the energy of ``t`` in the span of the atoms ``a_i``, ``i in S``."""
+    """``C(S) = ||Pi_S t||^2``, the energy of ``t`` in the span of the atoms ``a_i``, ``i in S``."""
     A = _check_dictionary(A)
     t = _check_target(t, A.shape[0])
     s = _check_support(support, A.shape[1], proper=False)
@@ -391,7 +391,7 @@ def restricted_isometry_constant(A, k: int, *, max_subsets: int = MAX_SUBSETS) -
 
 
 def energy_ratio_bound(mu: float, k: int) -> float:
-    """``(1 - (k - 1) mu) / (1 + (k - 1) mu)``: lower bound on ``E(Thr_k) / max_S E(S)``
+    """``(1 - (k - 1) mu) / (1 + (k - 1) mu)``: lower bound on ``C(Thr_k) / max_S C(S)``
     (0 when ``(k - 1) mu >= 1``, where it says nothing)."""
     mu = check_real("mu", mu, minimum=0.0, maximum=1.0)
     k = check_positive_int("k", k)

@@ -282,7 +282,7 @@ def plot_gap(ax, sweep: dict, k: int):
     ax.plot(mus, [energy_ratio_bound(m, k) for m in mus], "k-", lw=1,
             label=r"bound $(1-(k-1)\mu)/(1+(k-1)\mu)$")
     ax.axvline(1 / (2 * k - 1), color="r", lw=1, ls=":")
-    ax.set(xlabel=r"mutual coherence $\mu$", ylabel=r"$\mathcal{E}(S)\,/\,\mathcal{E}_{\rm opt}$",
+    ax.set(xlabel=r"mutual coherence $\mu$", ylabel=r"$\mathcal{C}(S)\,/\,\mathcal{C}_{\rm opt}$",
            ylim=(-0.03, 1.05))
     ax.legend(fontsize=7, loc="lower left")
     return ax

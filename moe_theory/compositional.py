@@ -456,7 +456,7 @@ def build_compositional_moe(target: CompositionalTarget, m: int, *, device=None,
     ``h^(0) = x``, ``h^(l) = (a_l, x_{l+1}, ..., x_L)``, ``a_l = sum_{k<=l} s_{k,i_k}(x_k)``.
     Layer ``l``'s gate is the Voronoi gate of ``x_l``: ``g_j = c_j x_l - c_j^2 / 2`` with
     ``c_j = j - 1/2`` picks the cell ``i_l`` (ties: smaller index). Expert ``j`` adds the
-    spline ``s_{l,j}(t) = f_{l,j}(j-1) + sum_k (sigma_k - sigma_{k-1}) relu(t - t_k)`` to
+    spline ``hat f_{l,j}(vartheta) = f_{l,j}(j-1) + sum_n (beta_n - beta_{n-1}) relu(vartheta - vartheta_n)`` to
     the accumulator and copies the rest: ``a = relu(a) - relu(-a)``, ``x_c = relu(x_c)``.
     """
     from .compositional_train import DeepMoEPopulation, StackSpec

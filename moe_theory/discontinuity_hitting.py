@@ -1,7 +1,7 @@
 """Brownian paths and the switching set of top-k routing: first hits, their order, erfc bounds.
 
 Part of the chapter "Discontinuities of sparse MoE" (see :mod:`moe_theory.discontinuity` for the
-orders, strata and tubes used here). Model: ``X_t = x0 + B_t`` with ``B`` a standard Brownian motion
+orders, strata and tubes used here). Model: ``X_s = x0 + B_s`` with ``B`` a standard Brownian motion
 in ``R^D`` and ``t_hit`` the first time ``X`` reaches ``Sigma = {delta_k = 0}``.
 """
 
@@ -21,7 +21,7 @@ __all__ = ["first_hits", "HittingResult", "hitting_cdf_bounds"]
 
 @dataclass
 class HittingResult:
-    """First hits of ``Sigma`` by Brownian paths ``X_t = x0 + B_t`` (see :func:`first_hits`).
+    """First hits of ``Sigma`` by Brownian paths ``X_s = x0 + B_s`` (see :func:`first_hits`).
 
     ``times[p]`` is ``inf`` for a path still in its starting cell at ``t_max`` (censored);
     ``near_orders[p, j]`` is the near-order at tolerance ``tols[j]`` at the hit point
@@ -46,7 +46,7 @@ def first_hits(W, b, k, x0, *, n_paths=1000, dt=1e-3, t_max=1.0, tols=(0.04, 0.0
                n_bisect=50):
     r"""First hits of the switching set by Brownian paths, by Euler–Maruyama steps and bisection.
 
-    Paths ``X_{t+dt} = X_t + sqrt(dt) xi`` (exact for Brownian motion at the grid times) start at
+    Paths ``X_{s+dt} = X_s + sqrt(dt) xi`` (exact for Brownian motion at the grid times) start at
     ``x0`` in the open cell ``R_A``, ``A = S_k(g(x0))``. At the first step that leaves the cell, the
     crossing is located on the straight step by bisecting ``min_{i in A} g_i - max_{j notin A} g_j``;
     its near-order at each tolerance is recorded. Crossings between grid points that return to the
@@ -106,12 +106,12 @@ def first_hits(W, b, k, x0, *, n_paths=1000, dt=1e-3, t_max=1.0, tols=(0.04, 0.0
 
 
 def hitting_cdf_bounds(W, b, k, x0, t):
-    r"""Reflection-principle bounds on ``P(t_hit <= t)`` for ``X_t = x0 + B_t``.
+    r"""Reflection-principle bounds on ``P(s_hit <= s)`` for ``X_s = x0 + B_s``, at the times ``s = t``.
 
-    With :math:`d_{ij} = (g_i - g_j)(x_0)/|w_i - w_j|` for ``i`` in the active set and ``j`` not,
+    With :math:`\operatorname{dist}_{ij} = (g_i - g_j)(x_0)/|w_i - w_j|` for ``i`` in the active set and ``j`` not,
 
-    .. math:: \max_{ij} \operatorname{erfc}\Big(\frac{d_{ij}}{\sqrt{2t}}\Big) \le P(t_{\rm hit} \le t)
-              \le \min\Big\{1, \sum_{ij} \operatorname{erfc}\Big(\frac{d_{ij}}{\sqrt{2t}}\Big)\Big\}.
+    .. math:: \max_{ij} \operatorname{erfc}\Big(\frac{\operatorname{dist}_{ij}}{\sqrt{2s}}\Big) \le P(s_{\rm hit} \le s)
+              \le \min\Big\{1, \sum_{ij} \operatorname{erfc}\Big(\frac{\operatorname{dist}_{ij}}{\sqrt{2s}}\Big)\Big\}.
 
     Returns
     -------

@@ -176,12 +176,13 @@ def region_lp(W, b, S, *, A=None, c=None, tol: float = 1e-7) -> RegionCertificat
 
     Notes
     -----
-    With ``(W, b)`` divided by its largest entry, solve (HiGHS, free ``z`` and ``tau``)
+    With ``(W, b)`` divided by its largest entry, solve (HiGHS, free ``z`` and threshold
+    :math:`\\bar g`, the book's notation; ``theta`` and ``s`` in the code)
 
-    .. math:: \\max s \\ \\text{s.t.}\\ g_i(z) \\ge \\tau + s\\ (i\\in S),\\quad
-              g_j(z) \\le \\tau - s\\ (j\\notin S),\\quad s \\le 1 .
+    .. math:: \\max \\varepsilon \\ \\text{s.t.}\\ g_i(z) \\ge \\bar g + \\varepsilon\\ (i\\in S),\\quad
+              g_j(z) \\le \\bar g - \\varepsilon\\ (j\\notin S),\\quad \\varepsilon \\le 1 .
 
-    ``R_S`` is non-empty iff ``s^* > 0``; the cap keeps the LP bounded when ``R_S`` is an
+    ``R_S`` is non-empty iff ``eps^* > 0``; the cap keeps the LP bounded when ``R_S`` is an
     unbounded cone, and free ``z`` avoids the far regions a box would silently lose. The
     optimal point is then checked directly: the router must pick ``S`` there.
 

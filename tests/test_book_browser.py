@@ -5,7 +5,8 @@ repr, a widget area is empty, moving a widget control does not change its figure
 loads anything from outside the book, the JavaScript console reports an error, an element of
 the article is wider than the text column without being inside its own horizontal scroll box
 (``overflow-x: auto`` or ``scroll``), or a figure is wider than the column at its natural size
-(the browser then shrinks it and its labels with it). Saves a full-page screenshot of every page
+(the browser then shrinks it and its labels with it), or a code block whose lines are all at most
+88 characters (the book's rule) does not show them without scrolling. Saves a full-page screenshot of every page
 to ``_build/shots/``. Needs the built book (``make book``) and Debian's ``chromium`` and
 ``chromium-driver``. Each check is proved by a test on a small fixture page built to fail it
 (no book build needed for those).
@@ -181,6 +182,30 @@ for (const img of article.querySelectorAll('img')) {
 return {column: column, wide: wide, figures: figures};
 """
 
+#: Code fits the column at the book's code font size: a code block (cell input, listing or output)
+#: whose lines are all at most ``MAX_CODE_WIDTH`` characters (the book's rule, enforced on the
+#: sources by tests/test_book_code_width.py) must show them without scrolling; a block with longer
+#: lines (a library listing) may scroll, inside its own box only (checked by MEASURE_WIDTH).
+MAX_CODE_WIDTH = 88
+MEASURE_CODE = r"""
+const MAX = arguments[0], TOL = 2;
+const article = document.querySelector('article.bd-article') || document.querySelector('article')
+    || document.querySelector('main') || document.body;
+const out = [];
+for (const pre of article.querySelectorAll('div.highlight pre, .cell_output pre')) {
+  if (pre.clientWidth === 0) continue;
+  const lines = pre.textContent.replace(/\n$/, '').split('\n');
+  const longest = Math.max(0, ...lines.map(l => l.length));
+  if (longest <= MAX && pre.scrollWidth > pre.clientWidth + TOL) {
+    const sec = pre.closest('section[id]');
+    out.push('a code block of ' + longest + '-character lines' + (sec ? ' in section #' + sec.id : '')
+             + ' scrolls: ' + pre.scrollWidth + ' px of text in a ' + pre.clientWidth + '-px box ("'
+             + pre.textContent.trim().slice(0, 50).replace(/\s+/g, ' ') + '")');
+  }
+}
+return out;
+"""
+
 MOVE_CONTROLS = r"""
 const results = [];
 document.querySelectorAll('.moe-explore').forEach((root, w) => {
@@ -251,6 +276,8 @@ def _check_page(browser, server, page: Path, root: Path = HTML) -> list[str]:
         problems.append(f"wider than the {width['column']:.0f}-px text column and not in a scroll box: {item}")
     for item in width["figures"][:8]:
         problems.append(f"figure wider than the text column: {item}")
+    for item in browser.execute_script(MEASURE_CODE, MAX_CODE_WIDTH)[:8]:
+        problems.append(f"code of at most {MAX_CODE_WIDTH} characters a line does not fit the column: {item}")
     for message in _console_errors(browser)[:5]:
         problems.append(f"JavaScript console error: {message[:300]}")
     _screenshot(browser, rel, int(report["height"]), root)
@@ -411,3 +438,29 @@ def test_browser_check_detects_raw_tex_and_bare_reprs(browser, fixtures):
         "<div class='moe-explore'><img class='moe-explore-figure' src=''></div>"))
     assert "raw TeX" in problems and "bare repr" in problems and "widget 0 is empty" in problems
     assert "math left unrendered" in problems
+
+
+LINE_88 = "x = " + "1 + " * 20 + "1000"  # 88 characters
+BOOK_CSS = ROOT / "_static" / "moe.css"
+
+
+def test_browser_check_catches_88_character_code_that_scrolls(browser, fixtures):
+    """Without the book's code rule, an 88-character line at the theme's 16-px monospace scrolls."""
+    assert len(LINE_88) == MAX_CODE_WIDTH
+    problems = _check_fixture(browser, fixtures, "code-88-scrolls",
+                              f"<div class='highlight'><pre style='overflow-x: auto'>{LINE_88}</pre></div>")
+    assert len(problems) == 1 and problems[0].startswith(
+        "code of at most 88 characters a line does not fit the column: a code block of 88-character lines"
+        " in section #fixture scrolls"), problems
+    # a longer line (a library listing) may scroll in its own box: not this check's business
+    assert _check_fixture(browser, fixtures, "code-89-scrolls",
+                          f"<div class='highlight'><pre style='overflow-x: auto'>{LINE_88}x</pre></div>") == []
+
+
+def test_book_css_fits_88_characters_in_the_column(browser, fixtures):
+    """The rule in _static/moe.css makes the same 88-character line fit the 650-px column."""
+    problems = _check_fixture(browser, fixtures, "code-88-fits",
+                              f"<div class='highlight'><pre>{LINE_88}</pre></div>"
+                              f"<div class='cell_output'><pre>{LINE_88}</pre></div>",
+                              head=f"<style>{BOOK_CSS.read_text()}</style>")
+    assert problems == []

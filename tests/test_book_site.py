@@ -54,7 +54,7 @@ def test_duplicated_inline_scripts_are_emitted_once():
 def test_notation_page_lists_the_primer_and_tropical_symbols_once():
     page = (ROOT / "book" / "notation.md").read_text()
     for symbol in (r"$n_k(W, b)$", r"$n^{\rm tie}_k(W, b)$", r"$\mathrm{mask}_k(g) = \mathbf 1_{S_k(g)}$",
-                   r"$\Delta(N, k)$", r"$\Gamma(\theta)$, $q$", r"$\bar g$, $s$", r"$\varsigma$, $\xi$",
+                   r"$\Delta(N, k)$", r"$\Gamma(\alpha)$, $q$", r"$\bar g$", r"$\varsigma$, $\xi$",
                    r"$F_i$, $\bar p_i$", r"$\lambda$", r"$\sigma$", r"$\tau$", r"$\rho_i$", r"$Q \in \mathbb{R}^{D\times d}$"):
         assert symbol in page, symbol
     rows = [line.split("|")[1].strip() for line in page.splitlines() if line.startswith("| $")]
