@@ -26,6 +26,10 @@ CHAPTER_TITLES = {"primer": "A mixture of experts in one page", "tropical": "Top
                   "discontinuity": "Discontinuities of sparse MoE"}
 STATUSES = ("proved here", "proved in a cited source", "stated without proof", "the paper's claim, unverified",
             "observed numerically", "definition", "remark")
+#: Short column names of the summary table (the statuses in full are in the chapter tables).
+SHORT = {"proved here": "proved", "proved in a cited source": "cited", "stated without proof": "unproved",
+         "the paper's claim, unverified": "paper's claim", "observed numerically": "observed",
+         "definition": "definitions", "remark": "remarks"}
 
 
 def _tests_cell(tests: list[str], limit: int = 3) -> str:
@@ -36,19 +40,24 @@ def _tests_cell(tests: list[str], limit: int = 3) -> str:
 
 
 def ledger_markdown(results) -> list[str]:
-    """The ledger as MyST lines: the summary table, then a table per chapter."""
-    chapters = list(dict.fromkeys(r.chapter for r in results))
-    lines = ["| chapter | " + " | ".join(STATUSES) + " | with a test |", "|---" * (len(STATUSES) + 2) + "|"]
+    """The ledger as MyST lines: the summary table (statuses that occur), then a table per chapter."""
+    order = list(CHAPTER_TITLES)
+    chapters = sorted(dict.fromkeys(r.chapter for r in results), key=lambda c: order.index(c) if c in order else 99)
+    present = [s for s in STATUSES if any(r.status == s for r in results)]
+    lines = ["| chapter | " + " | ".join(SHORT[s] for s in present) + " | with a test |",
+             "|---" * (len(present) + 2) + "|"]
     for ch in chapters:
         rs = [r for r in results if r.chapter == ch]
         c = Counter(r.status for r in rs)
-        lines.append(f"| [{CHAPTER_TITLES.get(ch, ch)}]({ch}.md) | " + " | ".join(str(c.get(s, 0)) for s in STATUSES)
-                     + f" | {sum(bool(r.tests) for r in rs)} of {len(rs)} |")
+        tested = [r for r in rs if r.kind in ledger_scan.TESTED_KINDS]
+        lines.append(f"| [{CHAPTER_TITLES.get(ch, ch)}]({ch}.md) | " + " | ".join(str(c.get(s, 0)) for s in present)
+                     + f" | {sum(bool(r.tests) for r in tested)} of {len(tested)} |")
     for ch in chapters:
         lines += ["", f"**[{CHAPTER_TITLES.get(ch, ch)}]({ch}.md)**", "", "| result | status | checked by |",
                   "|---|---|---|"]
         for r in (r for r in results if r.chapter == ch):
-            lines.append(f"| {{prf:ref}}`{r.label}` | {r.status} | {_tests_cell(r.tests)} |")
+            title = r.title.replace("|", "\\|")
+            lines.append(f"| {{prf:ref}}`{r.label}`: {title} | {r.status} | {_tests_cell(r.tests)} |")
     return lines
 
 
@@ -60,7 +69,7 @@ class ClaimsLedger(SphinxDirective):
         results = [r for r in ledger_scan.scan_book(root) if r.chapter in CHAPTER_TITLES]
         for path in sorted((root / "book").glob("*.md")) + sorted((root / "tests").glob("test_*.py")):
             self.env.note_dependency(str(path))  # the page is rebuilt when a chapter or a test changes
-        container = nodes.container(classes=["claims-ledger"])
+        container = nodes.container(classes=["claims-ledger", "moe-table-scroll"])
         self.state.nested_parse(StringList(ledger_markdown(results), source="claims-ledger"), self.content_offset,
                                 container)
         return [container]

@@ -7,10 +7,15 @@ tables fit the text column (a wide table scrolls inside its own box, see ``_stat
 from __future__ import annotations
 
 import html
+import re
 
 import numpy as np
 
 __all__ = ["ResultTable", "result_table"]
+
+
+#: A cell that is a number, a percentage, a ratio or an interval of numbers ("4.4e-4 [3.9e-4, 4.9e-4]").
+_NUMERIC = re.compile(r"[-+]?(nan|inf|[0-9.]+(e[-+]?[0-9]+)?)(%|x)?( \[[-+0-9.e, ]+\])?", re.I)
 
 
 class ResultTable:
@@ -35,9 +40,21 @@ class ResultTable:
         return self.markdown
 
     def _repr_html_(self) -> str:
-        pad = 'style="padding:0.15em 0.5em;text-align:right"'
-        head = "".join(f"<th {pad}>{html.escape(h)}</th>" for h in self.header)
-        body = "".join("<tr>" + "".join(f"<td {pad}>{html.escape(c)}</td>" for c in r) + "</tr>" for r in self.rows)
+        # numbers right-aligned and never broken inside (1.2e-3 must not wrap at its minus sign; an
+        # interval may wrap between its numbers); text left-aligned and free to wrap; headers wrap
+        num = [all(_NUMERIC.fullmatch(r[j].strip()) for r in self.rows) if self.rows else True
+               for j in range(len(self.header))]
+        pad = "padding:0.15em 0.5em;text-align:"
+        head = "".join(f'<th style="{pad}{"right" if num[j] else "left"}">{html.escape(h)}</th>'
+                       for j, h in enumerate(self.header))
+
+        def cell(c: str) -> str:
+            if _NUMERIC.fullmatch(c.strip()):
+                words = " ".join(f'<span style="white-space:nowrap">{html.escape(w)}</span>' for w in c.split())
+                return f'<td style="{pad}right">{words}</td>'
+            return f'<td style="{pad}left">{html.escape(c)}</td>'
+
+        body = "".join("<tr>" + "".join(cell(c) for c in r) + "</tr>" for r in self.rows)
         table = f'<table class="moe-result-table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
         return f'<div class="moe-table-scroll">{table}</div>'  # a wide table scrolls in its own box
 

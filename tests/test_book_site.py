@@ -92,3 +92,14 @@ def test_book_meta_lists_every_exercise_with_its_kind(tmp_path):
     import pytest
     with pytest.raises(FileNotFoundError, match="book_dir must be"):
         exercises(tmp_path / "missing")
+
+
+def test_result_table_html_keeps_numbers_whole_and_aligns_text_left():
+    from moe_theory import result_table
+
+    html = result_table(["model", "test MSE [90% CI]", "stalled"],
+                        [["dense, equal width", "4.4e-4 [3.9e-4, 4.9e-4]", "33%"]])._repr_html_()
+    assert '<span style="white-space:nowrap">4.4e-4</span>' in html  # never broken at its minus sign
+    assert '<span style="white-space:nowrap">33%</span>' in html
+    assert 'text-align:left">dense, equal width</td>' in html  # text wraps freely, left-aligned
+    assert html.startswith('<div class="moe-table-scroll">')
