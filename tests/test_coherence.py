@@ -84,10 +84,13 @@ def test_exhaustive_select_matches_brute_force_lstsq(seed, D, N, data):
         A[:, 1] = -3 * A[:, 0]  # dependent atoms must not break the least squares
     best = min(_brute_residual(A, t, S) for S in itertools.combinations(range(N), k))
     sel = coh.exhaustive_select(A, t, k)
-    assert sel.residual == pytest.approx(best, abs=1e-9 * (1 + t @ t))
-    assert sel.residual == pytest.approx(_brute_residual(A, t, sel.support), abs=1e-9 * (1 + t @ t))
+    # 1e-7: with dependent atoms the two least-squares solvers differ by rounding of order 1e-8
+    # (hypothesis found seed=1901, D=N=4 with a gap of 8.7e-9 on a residual of 2)
+    tol = 1e-7 * (1 + t @ t)
+    assert sel.residual == pytest.approx(best, abs=tol)
+    assert sel.residual == pytest.approx(_brute_residual(A, t, sel.support), abs=tol)
     assert list(sel.support) == sorted(sel.support) and len(set(sel.support)) == k
-    assert coh.captured_energy(A, t, sel.support) == pytest.approx(t @ t - sel.residual, abs=1e-9 * (1 + t @ t))
+    assert coh.captured_energy(A, t, sel.support) == pytest.approx(t @ t - sel.residual, abs=tol)
 
 
 @given(seed=seeds, D=st.integers(2, 6), N=st.integers(2, 7), data=st.data())

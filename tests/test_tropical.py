@@ -485,7 +485,7 @@ def test_plot_helpers_and_result_table():
     plt.close("all")
     assert np.allclose(coalition_color((0,), 3), matplotlib.colors.to_rgb("#1f77b4"))
     md = result_table(["a", "b"], [[1, 0.5]]).markdown
-    assert ">0.5</td>" in result_table(["a", "b"], [[1, 0.5]])._repr_html_()
+    assert ">0.5</span></td>" in result_table(["a", "b"], [[1, 0.5]])._repr_html_()
     assert md.splitlines() == ["| a | b |", "|---|---|", "| 1 | 0.5 |"]
     with pytest.raises(ValueError, match="rows must have 2 entries"):
         result_table(["a", "b"], [[1]])
