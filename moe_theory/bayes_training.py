@@ -24,7 +24,7 @@ from .balancing import (aux_free_bias_update, biased_topk_route, importance_loss
 from .device import resolve_device
 from .layers import MoE
 
-__all__ = ["cluster_regression_data", "make_routed_moe", "routed_forward", "train_routed_moe",
+__all__ = ["cluster_regression_data", "make_routed_moe", "routed_forward", "train_routed_moe", "train_routed_population",
            "RoutingHistory", "fit_mixture_em", "EMHistory", "BALANCE_RULES"]
 
 #: The balancing rules :func:`train_routed_moe` knows.
@@ -217,6 +217,104 @@ def train_routed_moe(x, t, *, balance: str = "none", lam: float = 0.01, tau: flo
     return RoutingHistory(np.array(log["steps"]), np.array(log["mse"]), np.stack(log["load"]),
                           np.array(log["hzx"]), np.array(log["hp"]), np.array(log["mi"]), test_mse,
                           beta.cpu().numpy(), model)
+
+
+def _per_member(name: str, value, P: int) -> list[float]:
+    if np.isscalar(value):
+        return [value] * P
+    value = list(value)
+    if len(value) != P:
+        raise ValueError(f"{name} must be one number or one per seed ({P}), got {len(value)} values")
+    return value
+
+
+def train_routed_population(x, t, *, seeds, balance: str = "none", lam=0.01, tau=1.0, k: int = 1,
+                            n_experts: int = 4, d_hidden: int = 8, steps: int = 300, lr: float = 0.02,
+                            gamma: float = 0.02, log_every: int = 10, x_test=None, t_test=None,
+                            device=None, dtype=torch.float32) -> list[RoutingHistory]:
+    """:func:`train_routed_moe` for every seed of ``seeds`` at once, on the population trainer.
+
+    Member ``i`` is ``train_routed_moe(x, t, seed=seeds[i], ...)``: the same initialisation, the same
+    full-batch Adam steps, balancing rule, temperature and logs (a float64 test checks them to
+    1e-8), trained together by :func:`~moe_theory.population.fit_population` (stacked weights, one
+    batched step for all). ``lam`` and ``tau`` may be one value or one per seed (a grid of settings in
+    one population); the Switch loss enters as ``aux_weight = k lam`` because the population's
+    Switch loss normalises the load to sum to 1 (:func:`switch_load_balancing_loss` sums it to ``k``).
+
+    Returns
+    -------
+    list of RoutingHistory, one per seed, in the order of ``seeds``.
+    """
+    from .population import fit_population
+
+    balance = check_choice("balance", balance, BALANCE_RULES)
+    if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__iter__"):
+        raise TypeError(f"seeds must be a sequence of seeds, got {type(seeds).__name__}")
+    seeds = [check_seed("seeds", s) for s in seeds]
+    if not seeds:
+        raise ValueError("seeds must hold at least one seed, got none")
+    P = len(seeds)
+    lams = [check_real("lam", v, minimum=0.0) for v in _per_member("lam", lam, P)]
+    taus = [check_positive_real("tau", v) for v in _per_member("tau", tau, P)]
+    gamma = check_real("gamma", gamma, minimum=0.0)
+    steps, log_every = check_positive_int("steps", steps), check_positive_int("log_every", log_every)
+    lr = check_positive_real("lr", lr)
+    k = check_k(k, check_positive_int("n_experts", n_experts))
+    models = [make_routed_moe(n_experts=n_experts, k=k, d_hidden=d_hidden, seed=s, device=device, dtype=dtype)
+              for s in seeds]
+    dev = models[0].w1.device
+    xt = torch.as_tensor(np.asarray(x), device=dev, dtype=dtype)  # (T, 2)
+    tt = torch.as_tensor(np.asarray(t), device=dev, dtype=dtype).reshape(-1, 1)  # (T, 1)
+    if xt.ndim != 2 or xt.shape[1] != 2 or tt.shape[0] != xt.shape[0]:
+        raise ValueError(f"x must have shape (T, 2) and t shape (T,), got {tuple(xt.shape)} and {np.shape(t)}")
+    aux_kind = {"switch": "switch", "z_loss": "z_loss", "importance": "importance"}.get(balance, "switch")
+    aux_weight = [0.0] * P if balance in ("none", "aux_free") else [
+        v * (k if balance == "switch" else 1) for v in lams]
+    logs = [{key: [] for key in ("steps", "mse", "load", "hzx", "hp", "mi")} for _ in range(P)]
+    T = xt.shape[0]
+
+    def monitor(step, st):
+        done = step - 1  # the forward pass ran on the weights after ``done`` updates
+        if done % log_every and done != steps:
+            return
+        p = _softmax_experts(st.logits.detach().double())  # (Pc, N, T)
+        hzx = -torch.special.xlogy(p, p).sum(1).mean(1)  # (Pc,)
+        Pbar = p.mean(2)  # (Pc, N)
+        hp = -torch.special.xlogy(Pbar, Pbar).sum(1)
+        counts = torch.zeros(p.shape[0], n_experts, dtype=torch.float64, device=p.device).scatter_add_(
+            1, st.indices.reshape(p.shape[0], -1), torch.ones(st.indices.reshape(p.shape[0], -1).shape,
+                                                             dtype=torch.float64, device=p.device))
+        for j, i in enumerate(st.members):
+            log = logs[i]
+            log["steps"].append(done), log["mse"].append(float(st.loss[j])), log["hzx"].append(float(hzx[j]))
+            log["load"].append((counts[j] / T).cpu().numpy())
+            log["hp"].append(float(hp[j])), log["mi"].append(float(hp[j]) - float(hzx[j]))
+
+    with _small_tensor_threads(dev):
+        pop = fit_population(models, xt, tt, seeds=seeds, steps=steps, lr=lr, lr_decay=False, clip=None,
+                             aux_weight=aux_weight, aux_loss=aux_kind, router_temperature=taus,
+                             bias_update=gamma if balance == "aux_free" else 0.0, monitor=monitor,
+                             keep_losses=False)
+    out = []
+    for i, model in enumerate(models):
+        rec = pop.records[i]
+        beta = torch.as_tensor(rec.get("selection_bias", [0.0] * n_experts), device=dev, dtype=dtype)
+        test_mse = math.nan
+        if x_test is not None:
+            with torch.no_grad():
+                xs = torch.as_tensor(np.asarray(x_test), device=dev, dtype=dtype)
+                ts = torch.as_tensor(np.asarray(t_test), device=dev, dtype=dtype).reshape(-1, 1)
+                test_mse = float(((routed_forward(model, xs, tau=taus[i], bias=beta)[0] - ts) ** 2).mean())
+        log = logs[i]
+        out.append(RoutingHistory(np.array(log["steps"]), np.array(log["mse"]), np.stack(log["load"]),
+                                  np.array(log["hzx"]), np.array(log["hp"]), np.array(log["mi"]), test_mse,
+                                  beta.cpu().numpy(), model))
+    return out
+
+
+def _softmax_experts(g: torch.Tensor) -> torch.Tensor:
+    """Softmax over axis 1 (the experts) of logits ``(P, N, T)``."""
+    return torch.softmax(g, 1)
 
 
 @dataclass

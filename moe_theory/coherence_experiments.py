@@ -21,7 +21,7 @@ from .layers import MoE
 
 __all__ = ["batch_coherence", "score_selections", "recovery_rates", "recovery_sweep", "sparse_targets", "decorrelate",
            "plot_sweep", "plot_gap", "plot_barrier_instance",
-           "PenaltyConfig", "train_penalised_moe"]
+           "PenaltyConfig", "train_penalised_moe", "train_penalised_population"]
 
 FAMILIES = ("adversarial", "equiangular", "gaussian")
 
@@ -233,6 +233,11 @@ def train_penalised_moe(lam: float, seed: int, config: PenaltyConfig = PenaltyCo
             loss = loss + lam * pen
         loss.backward()
         opt.step()
+    return _penalised_summary(model, x, t, xt, tt, config)
+
+
+def _penalised_summary(model: MoE, x, t, xt, tt, config: PenaltyConfig) -> dict:
+    """The numbers :func:`train_penalised_moe` reports about a trained model."""
     with torch.no_grad():
         train_mse = float(torch.mean((model(x) - t) ** 2))
         y, routing = model(xt, return_routing=True)
@@ -246,6 +251,53 @@ def train_penalised_moe(lam: float, seed: int, config: PenaltyConfig = PenaltyCo
             "mu_router": float(batch_coherence(normalize_columns(Wr.T)[None])[0]),
             "mu_experts": float(np.median(batch_coherence(Un))),
             "agree_fit": fit, "agree_mix": mix, "model": model}
+
+
+def train_penalised_population(lam, seeds, config: PenaltyConfig = PenaltyConfig(), *, device=None,
+                               dtype=None) -> list[dict]:
+    """:func:`train_penalised_moe` for every seed at once, on the population trainer.
+
+    Member ``i`` is ``train_penalised_moe(lam_i, seeds[i], config)`` (same initialisation, full-batch
+    Adam steps and penalty; a float64 test checks the results to 1e-8), trained together by
+    :func:`~moe_theory.population.fit_population` with the penalty
+    ``lam (mean_x R(Phi(x)) + R(W))`` computed on the stacked expert outputs and router weights.
+    ``lam`` is one value or one per seed (several penalty strengths in one population).
+
+    Returns
+    -------
+    list of dict, one per seed, as :func:`train_penalised_moe` returns.
+    """
+    from .population import fit_population
+
+    if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__iter__"):
+        raise TypeError(f"seeds must be a sequence of seeds, got {type(seeds).__name__}")
+    seeds = [check_seed("seeds", s) for s in seeds]
+    if not seeds:
+        raise ValueError("seeds must hold at least one seed, got none")
+    lams = [lam] * len(seeds) if np.isscalar(lam) else list(lam)
+    if len(lams) != len(seeds):
+        raise ValueError(f"lam must be one number or one per seed ({len(seeds)}), got {len(lams)} values")
+    lams = [check_real("lam", v, minimum=0.0) for v in lams]
+    device = resolve_device("cpu" if device is None else device)
+    dtype = torch.float32 if dtype is None else dtype
+    (x, t), (xt, tt) = _data(config, device, dtype)
+    models = []
+    for seed in seeds:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            models.append(MoE(config.D, config.d_hidden, config.n_experts, config.k, d_out=config.d_out,
+                              device="cpu", dtype=dtype).to(device))
+    lam_all = torch.as_tensor(lams, dtype=dtype, device=device)  # (P,)
+
+    def penalty(st):
+        lam_c = lam_all[st.members]  # (Pc,)
+        Phi = st.expert_outputs.permute(0, 3, 1, 2)  # (Pc, T, N, D_out): the experts' outputs per token
+        pen = orthogonality_penalty(Phi).mean(1) + orthogonality_penalty(st.params["router.weight"])
+        return torch.where(lam_c > 0, lam_c * pen, torch.zeros_like(pen))
+
+    fit_population(models, x, t, seeds=seeds, steps=config.steps, lr=config.lr, lr_decay=False, clip=None,
+                   penalty=penalty if any(v > 0 for v in lams) else None, keep_losses=False)
+    return [_penalised_summary(m, x, t, xt, tt, config) for m in models]
 
 
 # -- figures of the chapter ----------------------------------------------------------------------------

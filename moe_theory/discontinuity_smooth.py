@@ -23,7 +23,7 @@ from ._validation import check_choice, check_int, check_k, check_positive_int, c
 __all__ = [
     "log_smoothing_ramp", "smoothing_ramp", "smoothed_topk_weights", "band_count", "budget_loss",
     "topk_softmax_weights", "SmoothMoE", "two_moons", "train_classifier", "noise_robustness",
-    "compare_routers", "comparison_table", "posthoc_smoothing", "median_range",
+    "compare_routers", "train_classifiers_population", "comparison_table", "posthoc_smoothing", "median_range",
 ]
 
 
@@ -336,30 +336,96 @@ def noise_robustness(model: nn.Module, x: torch.Tensor, y: torch.Tensor, noise_l
 
 def compare_routers(seeds=(0, 1, 2, 3, 4), *, n_train: int = 256, n_test: int = 1000, steps: int = 300,
                     noise_levels=(0.05, 0.1, 0.2), n_experts: int = 4, k: int = 2, d_hidden: int = 8,
-                    eta_init: float = 0.1, device=None):
+                    eta_init: float = 0.1, device=None, dtype=torch.float32, population: bool = True):
     """Train a top-k and a smoothed MoE on the same two-moons data for each seed and measure both.
 
     Each seed draws the data (training set from ``seed``, test set from ``seed + 1000``) and the
-    initial weights, shared by the two routers. Returns one dict per (router, seed) with the training
+    initial weights, shared by the two routers. Every model is :func:`train_classifier`'s run; with
+    ``population=True`` (default) all seeds of a router are trained together by
+    :func:`train_classifiers_population` (the same numbers, a float64 test checks them to 1e-8),
+    with ``population=False`` one at a time. Returns one dict per (router, seed) with the training
     and test accuracy, :func:`noise_robustness` on the test set, the final ``eta`` and ``n_bar``, and
     the training history.
     """
-    runs = []
-    for seed in seeds:
-        seed = check_int("seeds", seed, minimum=0)
-        x, y = two_moons(n_train, seed=seed, device=device)
-        xt, yt = two_moons(n_test, seed=seed + 1000, device=device)
-        for router in ("topk", "smooth"):
-            model = SmoothMoE(2, d_hidden, n_experts, k, 2, router=router, eta_init=eta_init,
-                              generator=torch.Generator().manual_seed(seed), device=device)
-            hist = train_classifier(model, x, y, steps=steps)
+    seeds = [check_int("seeds", seed, minimum=0) for seed in seeds]
+    if not seeds:
+        raise ValueError("seeds must hold at least one seed, got none")
+    data = {seed: (two_moons(n_train, seed=seed, device=device, dtype=dtype),
+                   two_moons(n_test, seed=seed + 1000, device=device, dtype=dtype)) for seed in seeds}
+    runs = {}
+    for router in ("topk", "smooth"):
+        models = [SmoothMoE(2, d_hidden, n_experts, k, 2, router=router, eta_init=eta_init,
+                            generator=torch.Generator().manual_seed(seed), device=device, dtype=dtype)
+                  for seed in seeds]
+        if population:
+            xs = torch.stack([data[s][0][0] for s in seeds])
+            ys = torch.stack([data[s][0][1] for s in seeds])
+            hists = train_classifiers_population(models, xs, ys, steps=steps)
+        else:
+            hists = [train_classifier(m, *data[s][0], steps=steps) for m, s in zip(models, seeds)]
+        for seed, model, hist in zip(seeds, models, hists):
+            (x, y), (xt, yt) = data[seed]
             with torch.no_grad():
                 train_acc = float((model(x).argmax(-1) == y).float().mean())
             rob = noise_robustness(model, xt, yt, (0.0,) + tuple(noise_levels), seed=seed)
-            runs.append({"router": router, "seed": seed, "train_acc": train_acc, "test_acc": rob[0]["accuracy"],
-                         "robustness": rob[1:], "eta": hist["eta"][-1], "n_bar": hist["n_bar"][-1], "hist": hist,
-                         "model": model})
-    return runs
+            runs[router, seed] = {"router": router, "seed": seed, "train_acc": train_acc,
+                                  "test_acc": rob[0]["accuracy"], "robustness": rob[1:], "eta": hist["eta"][-1],
+                                  "n_bar": hist["n_bar"][-1], "hist": hist, "model": model}
+    return [runs[router, seed] for seed in seeds for router in ("topk", "smooth")]
+
+
+def train_classifiers_population(models, x: torch.Tensor, y: torch.Tensor, *, steps: int = 400, lr: float = 1e-2,
+                                 budget_weight: float | None = None, h: float = 0.5) -> list[dict]:
+    """:func:`train_classifier` for every model of ``models`` at once, on the population trainer.
+
+    ``models`` are :class:`SmoothMoE` layers of one architecture and router; ``x (P, T, D)`` and
+    ``y (P, T)`` one training set per model (or ``(T, D)`` and ``(T,)`` shared). Member ``i`` follows
+    ``train_classifier(models[i], x[i], y[i], ...)``: full-batch Adam on cross-entropy, for a smoothed
+    router plus ``budget_weight`` times the budget loss with the member's own ``eta``
+    (:func:`~moe_theory.population.fit_population`, ``loss="cross_entropy"``, a ``penalty``). The
+    trained weights are written back into the models.
+
+    Returns
+    -------
+    list of dict, one per model, as :func:`train_classifier` returns (``loss``, ``eta``, ``n_bar``).
+    """
+    from .population import fit_population
+
+    if isinstance(models, nn.Module) or not isinstance(models, (list, tuple)) or not models:
+        raise TypeError("models must be a non-empty list of SmoothMoE layers")
+    steps = check_positive_int("steps", steps)
+    lr = check_positive_real("lr", lr)
+    T = x.shape[-2] if isinstance(x, torch.Tensor) and x.ndim >= 2 else 0
+    bw = 0.01 * T if budget_weight is None else check_real("budget_weight", budget_weight, minimum=0.0)
+    h = check_real("h", h, minimum=0.0)
+    P, k = len(models), models[0].k
+    smooth = getattr(models[0], "router", None) == "smooth"
+    hists = [{"loss": [], "eta": [], "n_bar": []} for _ in range(P)]
+
+    def band(st, eta):  # n_bar per member: mean over tokens of #{i : g_i > g_(k) - eta}
+        g = st.logits.detach().transpose(1, 2)  # (Pc, T, N)
+        gk = torch.topk(g, k, dim=-1).values[..., k - 1:k]
+        return (g > gk - eta[:, None, None]).sum(-1)  # (Pc, T)
+
+    def penalty(st):
+        eta = F.softplus(st.params["theta"])  # (Pc,)
+        n_bar = band(st, eta.detach()).double().mean(1).to(eta.dtype)
+        return bw * eta * (n_bar - (k + h))
+
+    def monitor(step, st):
+        if step > steps:
+            return
+        eta = F.softplus(st.params["theta"]).detach() if smooth else None
+        n_bar = band(st, eta).float().mean(1) if smooth else None
+        for j, i in enumerate(st.members):
+            hists[i]["loss"].append(float(st.loss[j]))
+            e = float(eta[j]) if smooth else 0.0
+            hists[i]["eta"].append(e)
+            hists[i]["n_bar"].append(float(n_bar[j]) if smooth and e > 0 else float(k))
+
+    fit_population(list(models), x, y, seeds=list(range(P)), steps=steps, lr=lr, lr_decay=False, clip=None,
+                   loss="cross_entropy", penalty=penalty if smooth else None, monitor=monitor, keep_losses=False)
+    return hists
 
 
 def comparison_table(runs, kind: str = "accuracy", noise_index: int = 1):

@@ -34,12 +34,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._validation import (check_bool, check_int, check_positive_int, check_positive_real, check_real,
+from ._validation import (check_bool, check_choice, check_int, check_positive_int, check_positive_real, check_real,
                           check_seed, check_tensor)
 from .device import resolve_device
 from .layers import MoE, topk_route
 
-__all__ = ["PopulationResult", "fit_population", "population_chunk_size"]
+__all__ = ["PopulationResult", "PopulationState", "fit_population", "population_chunk_size"]
 
 #: Offset between a member's data seed and the seed of its remedy generator (noise, revived units).
 _REMEDY_SEED_OFFSET = 7_919_000
@@ -114,11 +114,21 @@ class _MoEFamily:
         named = _named(model)
         return [named[n] for n in self.names]
 
-    def forward(self, params: list[torch.Tensor], x: torch.Tensor, noise: torch.Tensor | None = None):
-        """``x (P, B, D) -> y (P, B, O)``, the logits ``g (P, N, B)`` and active indices ``(P, k, B)``.
+    def forward(self, params: list[torch.Tensor], x: torch.Tensor, noise: torch.Tensor | None = None, *,
+                tau: torch.Tensor | None = None, bias: torch.Tensor | None = None):
+        """``x (P, B, D) -> y (P, B, O)`` and a dict of what routing made of it.
 
-        ``noise (P, N, B)``, if given, is added to the logits before routing (training-time router
-        noise: it moves the choice of experts and their weights; the gradient flows through ``g``).
+        ``tau (P, 1, 1)``, if given, divides the logits (router temperature: ``p = softmax(g / tau)``;
+        the selection, the weights and the balancing losses all see the tempered logits).
+        ``noise (P, N, B)``, if given, is added to the (tempered) logits before routing
+        (training-time router noise: it moves the choice of experts and their weights; the gradient
+        flows through ``g``). ``bias (P, N)``, if given, is a selection bias ``beta``: the top-k set is
+        ``S_k(g + beta)`` while the weights come from ``g`` alone
+        (:func:`~moe_theory.balancing.biased_topk_route`).
+
+        The dict holds ``logits`` ``g (P, N, B)``, ``indices`` ``(P, k, B)`` (``None`` for a softmax
+        router), ``combine`` ``(P, N, B)`` (the weight of each expert for each token, zero off the
+        active set) and ``expert_outputs`` ``(P, N, O, B)`` (every expert on every token).
 
         Batch axis last inside (``(P, features, B)``): the first layers of all experts are one
         ``bmm``, the second layers one block-diagonal ``bmm``; the softmax over the ``N`` experts is
@@ -131,33 +141,54 @@ class _MoEFamily:
         g = torch.bmm(p["router.weight"], xT)  # (P, N, B)
         if "router.bias" in p:
             g = g + p["router.bias"][:, :, None]
+        if tau is not None:
+            g = g / tau
         if noise is not None:
             g = g + noise
-        w1 = p["w1"].reshape(P, N * H, -1)  # (P, N H, D)
-        h = self.act(torch.baddbmm(p["b1"].reshape(P, N * H, 1), w1, xT))  # (P, N H, B)
-        w2 = (p["w2"][:, :, :, None, :] * self._eye(N, x)).reshape(P, N * O, N * H)  # block-diagonal
-        out = torch.baddbmm(p["b2"].reshape(P, N * O, 1), w2, h).view(P, N, O, B)  # (P, N, O, B)
+        out = self._experts(p, xT)  # (P, N, O, B)
         if self.router == "softmax":
             C = _softmax1(g)  # (P, N, B)
             idx = None
         else:
             # the library's rule (ties to the smaller index), on a (P, B, N) copy: fast on a last axis
-            idx = topk_route(g.detach().transpose(1, 2).contiguous(), self.k)[0].transpose(1, 2)  # (P, k, B)
+            sel = g.detach() if bias is None else (g + bias[:, :, None]).detach()
+            idx = topk_route(sel.transpose(1, 2).contiguous(), self.k)[0].transpose(1, 2)  # (P, k, B)
             if self.weighting == "renormalized":
                 pi = _softmax1(g.gather(1, idx))  # (P, k, B)
             else:
                 pi = _softmax1(g).gather(1, idx)  # (P, k, B)
             C = torch.zeros_like(g).scatter(1, idx, pi)  # (P, N, B), zero off the active set
         y = (C[:, :, None, :] * out).sum(1)  # (P, O, B)
-        return y.transpose(1, 2), g, idx
+        return y.transpose(1, 2), {"logits": g, "indices": idx, "combine": C, "expert_outputs": out}
+
+    def _experts(self, p: dict, xT: torch.Tensor) -> torch.Tensor:
+        """Every expert on every token: ``xT (P, D, B) -> (P, N, O, B)``."""
+        P, N, H, O = xT.shape[0], self.N, self.H, self.O
+        w1 = p["w1"].reshape(P, N * H, -1)  # (P, N H, D)
+        h = self.act(torch.baddbmm(p["b1"].reshape(P, N * H, 1), w1, xT))  # (P, N H, B)
+        w2 = (p["w2"][:, :, :, None, :] * self._eye(N, xT)).reshape(P, N * O, N * H)  # block-diagonal
+        return torch.baddbmm(p["b2"].reshape(P, N * O, 1), w2, h).view(P, N, O, -1)  # (P, N, O, B)
 
     @staticmethod
     def _eye(N, x):
         return torch.eye(N, device=x.device, dtype=x.dtype)[None, :, None, :, None]  # (1, N, 1, N, 1)
 
-    def aux_loss(self, g: torch.Tensor, idx: torch.Tensor | None) -> torch.Tensor:
-        """Switch load-balancing loss per member, ``N sum_i f_i P_i``, shape (P,)."""
+    def aux_loss(self, info: dict, kind: str = "switch") -> torch.Tensor:
+        """A balancing loss per member, shape (P,), on the (tempered) logits of ``forward``.
+
+        ``"switch"``: ``N sum_i f_i P_i`` with ``f_i`` the fraction of (token, slot) pairs expert ``i``
+        received (``sum_i f_i = 1``, as :func:`~moe_theory.layers.load_balancing_loss`; it is
+        :func:`~moe_theory.balancing.switch_load_balancing_loss` divided by ``k``) and ``P_i`` the mean
+        router probability; ``"z_loss"``: :func:`~moe_theory.balancing.router_z_loss`;
+        ``"importance"``: :func:`~moe_theory.balancing.importance_loss` of the routing weights.
+        """
+        g, idx = info["logits"], info["indices"]
         P, N, B = g.shape
+        if kind == "z_loss":
+            return (torch.logsumexp(g, 1) ** 2).mean(1)
+        if kind == "importance":
+            v = info["combine"].sum(2)  # (P, N): the gate sums of the experts
+            return v.var(1, unbiased=False) / v.mean(1) ** 2
         probs = _softmax1(g).mean(2)  # (P, N)
         if idx is None:  # dense softmax routing: every expert gets every token
             f = torch.full_like(probs, 1.0 / N)
@@ -166,15 +197,23 @@ class _MoEFamily:
                 idx.reshape(P, -1), dtype=g.dtype)) / idx[0].numel()  # (P, N)
         return N * (f * probs).sum(1)
 
-    def loads(self, g: torch.Tensor, idx: torch.Tensor | None) -> torch.Tensor:
-        """Fraction of (token, slot) pairs each expert received, per member, shape (P, N)."""
-        if idx is None:
+    def counts(self, idx: torch.Tensor) -> torch.Tensor:
+        """Tokens (token, slot pairs) each expert received, per member, shape (P, N), in idx's device."""
+        P = idx.shape[0]
+        return torch.zeros(P, self.N, dtype=torch.float64, device=idx.device).scatter_add_(
+            1, idx.reshape(P, -1), torch.ones(idx.reshape(P, -1).shape, dtype=torch.float64, device=idx.device))
+
+    def loads(self, info: dict) -> torch.Tensor:
+        """Fraction of (token, slot) pairs each expert received, per member, shape (P, N): with a dense
+        softmax router every expert gets every token (``1/N`` each); with a smoothed router the
+        (token, expert) pairs of positive weight are counted."""
+        g, idx = info["logits"], info["indices"]
+        if idx is not None:
+            return self.counts(idx) / idx[0].numel()
+        if self.router == "softmax":
             return torch.full(g.shape[:2], 1.0 / self.N, dtype=torch.float64)
-        P = g.shape[0]
-        counts = torch.zeros(P, self.N, dtype=torch.float64, device=g.device)
-        counts.scatter_add_(1, idx.reshape(P, -1), torch.ones(idx.reshape(P, -1).shape, dtype=torch.float64,
-                                                               device=g.device))
-        return counts / idx[0].numel()
+        active = (info["combine"] > 0).double().sum(2)  # (P, N)
+        return active / active.sum(1, keepdim=True)
 
     def activation_width(self) -> int:
         return self.D + 3 * self.N * self.H + 3 * self.N * self.O + 6 * self.N
@@ -257,8 +296,8 @@ class _DenseFamily:
                 out += [layer.weight] + ([layer.bias] if layer.bias is not None else [])
         return out
 
-    def forward(self, params: list[torch.Tensor], x: torch.Tensor, noise=None):
-        """``x (P, B, D) -> y (P, B, O)``."""
+    def forward(self, params: list[torch.Tensor], x: torch.Tensor, noise=None, *, tau=None, bias=None):
+        """``x (P, B, D) -> y (P, B, O)`` (and an empty dict: no routing)."""
         it = iter(params)
         h = x.transpose(1, 2)  # (P, D, B): batch axis last
         for s in self.layers:
@@ -267,10 +306,77 @@ class _DenseFamily:
                 h = torch.baddbmm(next(it)[:, :, None], w, h) if s[3] else torch.bmm(w, h)  # (P, out, B)
             else:
                 h = {"ReLU": F.relu, "Tanh": torch.tanh, "GELU": F.gelu}[s[0]](h)
-        return h.transpose(1, 2), None, None
+        return h.transpose(1, 2), {}
 
     def activation_width(self) -> int:
         return sum(3 * s[2] for s in self.layers if s[0] == "linear") + self.D
+
+
+class _SmoothFamily(_MoEFamily):
+    """Stacked :class:`~moe_theory.discontinuity_smooth.SmoothMoE` members (dense MoE, top-k or
+    smoothed top-k router): gate ``(P, N, D)`` + ``(P, N)``, experts as :class:`_MoEFamily`, and for the
+    smoothed router the width parameter ``theta (P,)`` (``eta = softplus(theta)``)."""
+
+    def __init__(self, models):
+        from .discontinuity_smooth import SmoothMoE
+
+        m0 = models[0]
+        self.N, self.k, self.D, self.O, self.H = m0.n_experts, m0.k, m0.d_model, m0.d_out, m0.d_hidden
+        self.router = m0.router  # "topk" or "smooth"
+        self.weighting = "renormalized"
+        self.act = F.relu
+        sig = self._signature(m0)
+        for i, m in enumerate(models):
+            if not isinstance(m, SmoothMoE):
+                raise TypeError(f"models[{i}] must be a SmoothMoE like models[0], got {type(m).__name__}")
+            if self._signature(m) != sig:
+                raise ValueError(f"models[{i}] must have the architecture of models[0]: {sig}, "
+                                 f"got {self._signature(m)}")
+        self.names = ["router.weight", "router.bias", "w1", "b1", "w2", "b2"] + (
+            ["theta"] if self.router == "smooth" else [])
+
+    @staticmethod
+    def _signature(m) -> tuple:
+        return (type(m).__name__, m.d_model, m.d_hidden, m.n_experts, m.k, m.d_out, getattr(m, "router", None))
+
+    def params_of(self, model):
+        out = [model.gate_weight, model.gate_bias, model.w1, model.b1, model.w2, model.b2]
+        return out + ([model.theta] if self.router == "smooth" else [])
+
+    def eta(self, params) -> torch.Tensor:
+        """The smoothing width per member, ``softplus(theta)``, shape (P,)."""
+        return F.softplus(params[self.names.index("theta")])
+
+    def forward(self, params, x, noise=None, *, tau=None, bias=None):
+        """As :meth:`SmoothMoE.forward` per member: weights :func:`topk_softmax_weights` (top-k then
+        softmax) or :func:`smoothed_topk_weights` with the member's own ``eta``; every expert dense."""
+        from .discontinuity_smooth import log_smoothing_ramp
+
+        if noise is not None or tau is not None or bias is not None:
+            raise ValueError("router noise, temperature and selection bias are not defined for SmoothMoE members")
+        p = dict(zip(self.names, params))
+        xT = x.transpose(1, 2)  # (P, D, B)
+        g = torch.baddbmm(p["router.bias"][:, :, None], p["router.weight"], xT)  # (P, N, B)
+        out = self._experts(p, xT)  # (P, N, O, B)
+        gl = g.transpose(1, 2)  # (P, B, N)
+        order = torch.sort(gl.detach(), dim=-1, descending=True, stable=True)
+        if self.router == "topk":
+            idx = order[1][..., :self.k]  # (P, B, k)
+            mask = torch.zeros_like(gl, dtype=torch.bool).scatter(-1, idx, True)
+            pi = torch.softmax(gl.masked_fill(~mask, -math.inf), -1)  # (P, B, N)
+            indices = idx.transpose(1, 2)
+        else:
+            eta = self.eta(params)[:, None, None]  # (P, 1, 1)
+            gk = order[0][..., self.k - 1:self.k]  # (P, B, 1): the k-th largest logit, no gradient
+            u = (gl.detach() - gk + eta) / eta
+            pi = torch.softmax(gl + log_smoothing_ramp(u), -1)  # (P, B, N)
+            indices = None
+        C = pi.transpose(1, 2)  # (P, N, B)
+        y = (C[:, :, None, :] * out).sum(1)  # (P, O, B)
+        return y.transpose(1, 2), {"logits": g, "indices": indices, "combine": C, "expert_outputs": out}
+
+    def activation_width(self) -> int:
+        return self.D + 3 * self.N * self.H + 3 * self.N * self.O + 8 * self.N
 
 
 @dataclass
@@ -287,6 +393,35 @@ class PopulationResult:
     losses: list = field(default_factory=list)
     seconds: float = 0.0
     chunk_size: int = 0
+
+
+@dataclass
+class PopulationState:
+    """One training step of a chunk of the population, as ``penalty`` and ``monitor`` see it.
+
+    Shapes carry the chunk's ``P`` first (its members are ``members``, indices into ``models``).
+    ``params``: the stacked weights by name (``router.weight (P, N, D)``, ``router.bias``, ``w1``, ``b1``,
+    ``w2``, ``b2``, for a SmoothMoE ``theta``; dense members ``p0, p1, ...``), live: inside ``penalty``
+    they carry gradients, inside ``monitor`` they are already updated. ``x (P, B, D)``, ``target``,
+    ``output (P, B, O)`` and ``loss (P,)`` (the data loss, before any balancing term or penalty) are
+    this step's minibatch and forward pass. For an MoE: ``logits (P, N, B)`` (tempered),
+    ``indices (P, k, B)`` (``None`` for a dense softmax or smoothed router), ``combine (P, N, B)`` (routing
+    weights, zero off the active set), ``expert_outputs (P, N, O, B)`` and ``bias (P, N)`` (the
+    selection bias of loss-free balancing, ``None`` without it).
+    """
+
+    step: int
+    members: list
+    params: dict
+    x: torch.Tensor
+    target: torch.Tensor
+    output: torch.Tensor
+    loss: torch.Tensor
+    logits: torch.Tensor | None = None
+    indices: torch.Tensor | None = None
+    combine: torch.Tensor | None = None
+    expert_outputs: torch.Tensor | None = None
+    bias: torch.Tensor | None = None
 
 
 def population_chunk_size(models: Sequence[nn.Module], batch_size: int, *,
@@ -312,6 +447,10 @@ def _family(models):
         raise TypeError(f"models must be a list of modules, got {type(models).__name__}")
     if len(models) < 1:
         raise ValueError(f"models must hold P >= 1 members, got P={len(models)}")
+    from .discontinuity_smooth import SmoothMoE
+
+    if isinstance(models[0], SmoothMoE):
+        return _SmoothFamily(models)
     return _MoEFamily(models) if isinstance(models[0], MoE) else _DenseFamily(models)
 
 
@@ -350,25 +489,57 @@ def fit_population(models: Sequence[nn.Module], x: torch.Tensor | None = None, y
                    records_path: str | Path | None = None, memory_budget: float = 2**30, max_chunk: int = 64,
                    keep_losses: bool = True, progress: bool = False, warmup_steps: int = 0,
                    router_noise: float = 0.0, router_noise_steps: int | None = None,
-                   revive_dead: Sequence[int] = (), device=None, dtype=None) -> PopulationResult:
+                   revive_dead: Sequence[int] = (), loss: str = "mse", aux_loss: str = "switch",
+                   router_temperature: float | Sequence[float] = 1.0, bias_update: float = 0.0,
+                   penalty: Callable[[PopulationState], torch.Tensor] | None = None,
+                   monitor: Callable[[int, PopulationState], None] | None = None,
+                   device=None, dtype=None) -> PopulationResult:
     """Train ``P`` models together; member ``i`` follows ``fit_regressor(models[i], ..., seed=seeds[i])``.
 
     Parameters
     ----------
     models : list of nn.Module, length P
         Members of one architecture: :class:`~moe_theory.layers.MoE` layers (MLP experts; router
-        ``"topk"`` with either weighting, or ``"softmax"``) or dense ``nn.Sequential`` nets of
-        ``Linear`` layers and ``ReLU``/``Tanh``/``GELU``. Each arrives initialised (its own seed);
-        the trained weights are written back into it.
+        ``"topk"`` with either weighting, or ``"softmax"``), dense ``nn.Sequential`` nets of
+        ``Linear`` layers and ``ReLU``/``Tanh``/``GELU``, or
+        :class:`~moe_theory.discontinuity_smooth.SmoothMoE` layers (top-k or smoothed router). Each
+        arrives initialised (its own seed); the trained weights are written back into it.
     x, y : torch.Tensor, shapes (T, D) and (T, O), or (P, T, D) and (P, T, O)
-        A training set shared by all members, or one per member (omit both with ``sampler``).
+        A training set shared by all members, or one per member (omit both with ``sampler``). With
+        ``loss="cross_entropy"``, ``y`` holds class indices, shape (T,) or (P, T).
     seeds : sequence of int, length P
         Seed of member ``i``'s minibatch generator (``torch.Generator().manual_seed(seeds[i])``).
     steps, lr, batch_size, aux_weight, lr_decay, clip, lr_min_ratio
         As in :func:`~moe_theory.training.fit_regressor`: Adam with learning rate ``lr`` (one
         value, or one per member), cosine-decayed to ``lr_min_ratio * lr``; per-member gradient
         clipping ``g <- g min(1, clip / (|g| + 1e-6))``; loss ``mean (y - t)^2`` plus
-        ``aux_weight * N sum_i f_i P_i`` for an MoE (Fedus et al., 2021).
+        ``aux_weight * N sum_i f_i P_i`` for an MoE (Fedus et al., 2021). ``aux_weight`` may also be
+        one value per member.
+    loss : {"mse", "cross_entropy"}
+        The data loss: mean squared error, or the mean cross-entropy of the outputs read as class
+        scores (``F.cross_entropy``) against integer labels ``y``.
+    aux_loss : {"switch", "z_loss", "importance"}
+        The balancing loss ``aux_weight`` multiplies (MoE members; ``_MoEFamily.aux_loss``): the Switch
+        loss above, the router z-loss (Zoph et al., 2022) or the importance loss ``CV^2`` of the
+        experts' gate sums (Shazeer et al., 2017).
+    router_temperature : float or sequence of float
+        ``tau`` (one value, or one per member; MoE members): the router's probabilities are
+        ``softmax(g / tau)``; selection, weights and balancing loss all see ``g / tau``.
+    bias_update : float
+        ``gamma`` of auxiliary-loss-free balancing (Wang et al., 2024; MoE top-k members): a selection
+        bias ``beta`` per member, zero at the start, chooses ``S_k(g + beta)`` while the weights come
+        from ``g``; after each step ``beta_i += gamma sign(mean(c) - c_i)``, ``c_i`` the tokens expert
+        ``i`` got in that step (:func:`~moe_theory.balancing.aux_free_bias_update`). The record
+        holds the final ``selection_bias``. Default 0: no bias.
+    penalty : callable, optional
+        ``penalty(state) -> Tensor (P_chunk,)``, a differentiable term per member added to the loss
+        (``state``: :class:`PopulationState`, with the stacked weights in ``state.params``), e.g. an
+        orthogonality penalty on the expert outputs.
+    monitor : callable, optional
+        ``monitor(step, state)``, called after each update ``step = 1..steps`` with that step's
+        forward pass (the weights *before* the update, as in the loss history) and the updated
+        weights, and once more with ``step = steps + 1`` and a forward pass of the trained weights on
+        the last minibatch; for logs of routing statistics. It must not modify the tensors.
     sampler : callable, optional
         ``sampler(generators, members) -> (xb, yb)`` of shapes (P_c, B, D) and (P_c, B, O): a fresh
         minibatch for each member of a chunk (``members``: their indices in ``models``), drawn
@@ -417,7 +588,17 @@ def fit_population(models: Sequence[nn.Module], x: torch.Tensor | None = None, y
         raise ValueError("keys must be distinct, got repeated keys")
     steps = check_positive_int("steps", steps)
     lrs = [check_positive_real("lr", v) for v in (_as_list("lr", lr, P) if not np.isscalar(lr) else [lr] * P)]
-    aux_weight = check_real("aux_weight", aux_weight, minimum=0.0)
+    aux_weight = [check_real("aux_weight", v, minimum=0.0) for v in
+                  (_as_list("aux_weight", aux_weight, P) if not np.isscalar(aux_weight) else [aux_weight] * P)]
+    taus = [check_positive_real("router_temperature", v) for v in
+            (_as_list("router_temperature", router_temperature, P) if not np.isscalar(router_temperature)
+             else [router_temperature] * P)]
+    loss = check_choice("loss", loss, ("mse", "cross_entropy"))
+    aux_loss = check_choice("aux_loss", aux_loss, ("switch", "z_loss", "importance"))
+    bias_update = check_real("bias_update", bias_update, minimum=0.0)
+    for name, fn in (("penalty", penalty), ("monitor", monitor)):
+        if fn is not None and not callable(fn):
+            raise TypeError(f"{name} must be callable or None, got {type(fn).__name__}")
     lr_decay = check_bool("lr_decay", lr_decay)
     lr_min_ratio = check_real("lr_min_ratio", lr_min_ratio, minimum=0.0, maximum=1.0)
     if clip is not None:
@@ -434,6 +615,12 @@ def fit_population(models: Sequence[nn.Module], x: torch.Tensor | None = None, y
         raise ValueError("router_noise and revive_dead apply to MoE members only, got dense members")
     if revive_dead and family.act is not F.relu:
         raise ValueError("revive_dead needs ReLU experts (a dead unit is a ReLU that never fires)")
+    routed = isinstance(family, _MoEFamily) and not isinstance(family, _SmoothFamily)
+    if not routed and (any(v != 1.0 for v in taus) or bias_update > 0 or router_noise > 0 or revive_dead):
+        raise ValueError("router_temperature, bias_update, router_noise and revive_dead apply to MoE members "
+                         f"only, got {type(models[0]).__name__} members")
+    if bias_update > 0 and family.router == "softmax":
+        raise ValueError("bias_update needs a top-k router (a dense softmax router selects every expert)")
     if evaluate is not None and not callable(evaluate):
         raise TypeError(f"evaluate must be callable or None, got {type(evaluate).__name__}")
     p0 = family.params_of(models[0])
@@ -441,7 +628,7 @@ def fit_population(models: Sequence[nn.Module], x: torch.Tensor | None = None, y
     dtype = p0[0].dtype if dtype is None else dtype
     if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
         raise TypeError(f"dtype must be a floating torch.dtype such as torch.float32, got {dtype!r}")
-    x, y = _check_data(x, y, sampler, P, family, device, dtype)
+    x, y = _check_data(x, y, sampler, P, family, device, dtype, loss)
     if batch_size is not None:
         batch_size = check_positive_int("batch_size", batch_size)
     B_est = batch_size or (x.shape[-2] if x is not None else 512)
@@ -450,7 +637,9 @@ def fit_population(models: Sequence[nn.Module], x: torch.Tensor | None = None, y
     done = _read_records(records_path)
     todo = [i for i in range(P) if json.dumps(keys[i]) not in done]
     schedules = {v: _lr_schedule(v, steps, lr_decay, lr_min_ratio, warmup_steps) for v in set(lrs)}
-    extras = {"router_noise": router_noise, "router_noise_steps": router_noise_steps, "revive_dead": revive_dead}
+    extras = {"router_noise": router_noise, "router_noise_steps": router_noise_steps, "revive_dead": revive_dead,
+              "loss_kind": loss, "aux_kind": aux_loss, "tau": None if all(v == 1.0 for v in taus) else taus,
+              "bias_update": bias_update, "penalty": penalty, "monitor": monitor}
     result = PopulationResult(records=[None] * P, losses=[None] * P, chunk_size=chunk)
     for i in range(P):
         if i not in todo:
@@ -460,7 +649,7 @@ def fit_population(models: Sequence[nn.Module], x: torch.Tensor | None = None, y
     for c in range(0, len(todo), chunk):
         members = todo[c:c + chunk]
         t0 = time.perf_counter()
-        losses, loads, revived = _train_chunk(family, models, members, x, y, sampler, seeds, schedules, lrs, steps,
+        losses, loads, revived, final_bias = _train_chunk(family, models, members, x, y, sampler, seeds, schedules, lrs, steps,
                                               batch_size, aux_weight, clip, device, dtype, bar, **extras)
         seconds = (time.perf_counter() - t0) / len(members)
         new = []
@@ -472,6 +661,8 @@ def fit_population(models: Sequence[nn.Module], x: torch.Tensor | None = None, y
                 rec["train_dead_experts"] = int((loads[j] == 0).sum())
             if revive_dead:
                 rec["revived_units"] = int(revived[j])
+            if final_bias is not None:
+                rec["selection_bias"] = final_bias[j].tolist()
             if evaluate is not None:
                 rec.update(evaluate(i, models[i]))
             result.records[i] = rec
@@ -496,7 +687,7 @@ def _as_list(name: str, value, P: int) -> list:
     return value
 
 
-def _check_data(x, y, sampler, P, family, device, dtype):
+def _check_data(x, y, sampler, P, family, device, dtype, loss="mse"):
     if sampler is not None:
         if not callable(sampler):
             raise TypeError(f"sampler must be callable or None, got {type(sampler).__name__}")
@@ -505,18 +696,33 @@ def _check_data(x, y, sampler, P, family, device, dtype):
         return None, None
     if x is None or y is None:
         raise ValueError("fit_population needs either x and y or a sampler, got neither")
-    x, y = check_tensor("x", x), check_tensor("y", y)
-    if x.ndim not in (2, 3) or y.ndim != x.ndim:
-        raise ValueError(f"x and y must both have shape (T, *) or both (P, T, *), got shapes "
-                         f"{tuple(x.shape)} and {tuple(y.shape)}")
+    x = check_tensor("x", x)
+    if loss == "cross_entropy":
+        if not isinstance(y, torch.Tensor) or y.dtype.is_floating_point or y.dtype == torch.bool:
+            raise TypeError(f"with loss='cross_entropy', y must be an integer tensor of class indices, got "
+                            f"{getattr(y, 'dtype', type(y).__name__)}")
+        if x.ndim not in (2, 3) or y.ndim != x.ndim - 1:
+            raise ValueError(f"with loss='cross_entropy', x and y must have shapes (T, D) and (T,), or (P, T, D) "
+                             f"and (P, T), got {tuple(x.shape)} and {tuple(y.shape)}")
+        n_classes = getattr(family, "O", None)
+        if n_classes is not None and y.numel() and (int(y.min()) < 0 or int(y.max()) >= n_classes):
+            raise ValueError(f"y must hold class indices in [0, {n_classes}) (the members' output width), "
+                             f"got values in [{int(y.min())}, {int(y.max())}]")
+    else:
+        y = check_tensor("y", y)
+        if x.ndim not in (2, 3) or y.ndim != x.ndim:
+            raise ValueError(f"x and y must both have shape (T, *) or both (P, T, *), got shapes "
+                             f"{tuple(x.shape)} and {tuple(y.shape)}")
     if x.ndim == 3 and (x.shape[0] != P or y.shape[0] != P):
         raise ValueError(f"per-member data must have P (= {P}) rows first, got shapes {tuple(x.shape)} "
                          f"and {tuple(y.shape)}")
-    if x.shape[-2] != y.shape[-2]:
-        raise ValueError(f"x and y must have the same number of rows, got {x.shape[-2]} and {y.shape[-2]}")
+    rows_y = y.shape[1] if x.ndim == 3 else y.shape[0]
+    if x.shape[-2] != rows_y:
+        raise ValueError(f"x and y must have the same number of rows, got {x.shape[-2]} and {rows_y}")
     if x.shape[-1] != family.D:
         raise ValueError(f"x must have D (= {family.D}) columns, the members' input width, got {x.shape[-1]}")
-    return x.to(device=device, dtype=dtype), y.to(device=device, dtype=dtype)
+    y = y.to(device=device) if loss == "cross_entropy" else y.to(device=device, dtype=dtype)
+    return x.to(device=device, dtype=dtype), y
 
 
 def _read_records(path) -> dict:
@@ -531,7 +737,8 @@ def _read_records(path) -> dict:
 
 
 def _train_chunk(family, models, members, x, y, sampler, seeds, schedules, lrs, steps, batch_size, aux_weight,
-                 clip, device, dtype, bar, router_noise=0.0, router_noise_steps=1, revive_dead=()):
+                 clip, device, dtype, bar, router_noise=0.0, router_noise_steps=1, revive_dead=(), loss_kind="mse",
+                 aux_kind="switch", tau=None, bias_update=0.0, penalty=None, monitor=None):
     Pc = len(members)
     with torch.no_grad():
         params = [torch.stack([family.params_of(models[i])[j].detach() for i in members]).to(device, dtype)
@@ -542,16 +749,21 @@ def _train_chunk(family, models, members, x, y, sampler, seeds, schedules, lrs, 
     gens = [torch.Generator().manual_seed(seeds[i]) for i in members]
     lr_table = torch.as_tensor(np.stack([schedules[lrs[i]] for i in members], 1), dtype=dtype)  # (steps, Pc)
     same_lr = len({lrs[i] for i in members}) == 1
+    aux_w = torch.as_tensor([aux_weight[i] for i in members], dtype=dtype, device=device)  # (Pc,)
+    taus = None if tau is None else torch.as_tensor([tau[i] for i in members], dtype=dtype,
+                                                    device=device).view(Pc, 1, 1)
+    bias = torch.zeros(Pc, family.N, dtype=dtype, device=device) if bias_update > 0 else None
     losses = torch.empty(steps, Pc, dtype=torch.float64)
     beta1, beta2, eps = 0.9, 0.999, 1e-8
-    use_aux = family.is_moe and aux_weight > 0
+    use_aux = family.is_moe and bool((aux_w > 0).any())
     T = None if x is None else x.shape[-2]
-    g = idx = None
+    info = {}
     # generators of the remedies, apart from the data streams (so those are unchanged)
     aux_gens = [torch.Generator().manual_seed(seeds[i] + _REMEDY_SEED_OFFSET) for i in members]
     revived = torch.zeros(Pc, dtype=torch.long)
+    names = getattr(family, "names", None) or [f"p{j}" for j in range(len(params))]
     for step in range(1, steps + 1):
-        xb, yb = _draw(x, y, sampler, gens, members, batch_size, T, device, dtype)
+        xb, yb = _draw(x, y, sampler, gens, members, batch_size, T, device, dtype, loss_kind)
         noise = None
         if router_noise > 0 and step <= router_noise_steps:
             with torch.no_grad():
@@ -559,9 +771,17 @@ def _train_chunk(family, models, members, x, y, sampler, seeds, schedules, lrs, 
                 xi = torch.stack([torch.randn(g0.shape[1:], generator=gen, dtype=torch.float64) for gen in aux_gens])
                 scale = router_noise * (1 - step / router_noise_steps) * g0.std(dim=(1, 2), keepdim=True)
                 noise = scale * xi.to(device, dtype)  # (Pc, N, B)
-        pred, g, idx = family.forward(params, xb, noise)
-        loss = ((pred - yb) ** 2).mean(dim=(1, 2))  # (Pc,)
-        total = loss.sum() + aux_weight * family.aux_loss(g, idx).sum() if use_aux else loss.sum()
+        pred, info = family.forward(params, xb, noise, tau=taus, bias=bias)
+        loss = _data_loss(pred, yb, loss_kind)  # (Pc,)
+        total = loss.sum()
+        if use_aux:
+            total = total + (aux_w * family.aux_loss(info, aux_kind)).sum()
+        state = None
+        if penalty is not None or monitor is not None:
+            state = PopulationState(step, list(members), dict(zip(names, params)), xb, yb, pred, loss, bias=bias,
+                                    **info)
+        if penalty is not None:
+            total = total + _check_penalty(penalty(state), Pc).sum()
         grads = torch.autograd.grad(total, params)
         with torch.no_grad():
             if clip is not None:
@@ -579,28 +799,56 @@ def _train_chunk(family, models, members, x, y, sampler, seeds, schedules, lrs, 
                 else:
                     p.sub_((lr_now / bc1).view(Pc, *[1] * (p.ndim - 1)) * m / denom)
             losses[step - 1] = loss.detach().to("cpu", torch.float64)
+            if bias is not None:  # loss-free balancing: raise the bias of under-loaded experts
+                c = family.counts(info["indices"]).to(dtype)  # (Pc, N)
+                bias = bias + bias_update * torch.sign(c.mean(1, keepdim=True) - c)
             if step in revive_dead:
-                revived += family.revive_dead_units(params, (exp_avg, exp_avg_sq), xb, idx, aux_gens).cpu()
+                revived += family.revive_dead_units(params, (exp_avg, exp_avg_sq), xb, info.get("indices"),
+                                                    aux_gens).cpu()
+            if monitor is not None:
+                monitor(step, state)
         if bar is not None and (step % 50 == 0 or step == steps):
             bar.update(50 if step % 50 == 0 else step % 50)
-    loads = family.loads(g, idx).cpu().numpy() if family.is_moe else None
+    if monitor is not None:  # the trained weights, once more, without an update
+        with torch.no_grad():
+            pred, fin = family.forward(params, xb, tau=taus, bias=bias)
+            monitor(steps + 1, PopulationState(steps + 1, list(members), dict(zip(names, params)), xb, yb, pred,
+                                               _data_loss(pred, yb, loss_kind), bias=bias, **fin))
+    loads = family.loads(info).cpu().numpy() if family.is_moe else None
     with torch.no_grad():
         for j, i in enumerate(members):
             for p_model, p_pop in zip(family.params_of(models[i]), params):
                 p_model.copy_(p_pop[j].to(p_model.device, p_model.dtype))
-    return losses.T.numpy(), loads, revived.numpy()
+    final_bias = None if bias is None else bias.cpu().numpy()
+    return losses.T.numpy(), loads, revived.numpy(), final_bias
 
 
-def _draw(x, y, sampler, gens, members, batch_size, T, device, dtype):
+def _data_loss(pred: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
+    """Per-member data loss, shape (P,): mean squared error, or mean cross-entropy of class scores."""
+    if kind == "mse":
+        return ((pred - target) ** 2).mean(dim=(1, 2))
+    P, B, C = pred.shape
+    return F.cross_entropy(pred.reshape(P * B, C), target.reshape(P * B), reduction="none").view(P, B).mean(1)
+
+
+def _check_penalty(value, Pc: int) -> torch.Tensor:
+    if not isinstance(value, torch.Tensor) or value.shape != (Pc,):
+        shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+        raise ValueError(f"penalty must return a tensor of shape (P_chunk,) = ({Pc},), one value per member, "
+                         f"got {shape}")
+    return value
+
+
+def _draw(x, y, sampler, gens, members, batch_size, T, device, dtype, loss_kind="mse"):
     """One minibatch per member, each from the member's generator exactly as fit_regressor draws it."""
     if sampler is not None:
         xb, yb = sampler(gens, members)
-        return xb.to(device, dtype), yb.to(device, dtype)
+        return xb.to(device, dtype), (yb.to(device, dtype) if loss_kind == "mse" else yb.to(device))
     if x.ndim == 2:
         x, y = x.unsqueeze(0), y.unsqueeze(0)
     if batch_size is None or batch_size >= T:
         if x.shape[0] == 1:
-            return x.expand(len(members), -1, -1), y.expand(len(members), -1, -1)
+            return x.expand(len(members), *x.shape[1:]), y.expand(len(members), *y.shape[1:])
         rows = torch.as_tensor(members, device=x.device)
         return x[rows], y[rows]
     idx = torch.stack([torch.randint(0, T, (batch_size,), generator=gen) for gen in gens]).to(device)  # (Pc, B)
