@@ -104,18 +104,22 @@ def plot_switch_simplex(n: int = 90):
     return fig, float(hard.min())
 
 
-def plot_training_curves(histories: dict):
-    """Median and [min, max] over seeds of four routing quantities during training.
+def plot_training_curves(histories: dict, band: str = "quartiles"):
+    """Median over seeds of four routing quantities during training, with a shaded band.
 
     Parameters
     ----------
     histories : dict
         Balancing rule -> list of :class:`~moe_theory.bayes_training.RoutingHistory` (one per seed).
+    band : {"quartiles", "range"}
+        Shade the middle half of the runs (25th to 75th percentile, default) or [min, max].
     """
     import matplotlib.pyplot as plt
 
     if not isinstance(histories, dict) or not histories:
         raise TypeError("histories must be a non-empty dict rule -> list of RoutingHistory")
+    if band not in ("quartiles", "range"):
+        raise ValueError(f"band must be 'quartiles' or 'range', got {band!r}")
     panels = [("max_load_deviation", r"$\max_i|\ell_i - k/N|$", "load imbalance"),
               ("cond_entropy", r"$H(Z\mid X)$ (nats)", "ambiguity: per-token entropy"),
               ("mutual_information", r"$I(X;Z)$ (nats)", "throughput: mutual information"),
@@ -127,7 +131,9 @@ def plot_training_curves(histories: dict):
             vals = np.stack([getattr(h, attr) for h in runs])  # (seeds, L)
             steps = runs[0].steps
             ax.plot(steps, np.median(vals, 0), color=c, label=rule)
-            ax.fill_between(steps, vals.min(0), vals.max(0), color=c, alpha=0.15)
+            lo, hi = ((np.percentile(vals, 25, 0), np.percentile(vals, 75, 0)) if band == "quartiles"
+                      else (vals.min(0), vals.max(0)))
+            ax.fill_between(steps, lo, hi, color=c, alpha=0.15)
         ax.set_ylabel(ylabel), ax.set_title(title, fontsize=9)
     axes[0, 1].axhline(0, color="k", lw=0.5)
     axes[1, 0].axhline(math.log(runs[0].load.shape[1]), color="k", ls="--", lw=0.8)
