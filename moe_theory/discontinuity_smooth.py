@@ -461,7 +461,8 @@ def posthoc_smoothing(runs, etas, *, nu: float = 0.1, n_test: int = 1000):
     routed with :func:`smoothed_topk_weights`; returns header and rows with test accuracy and the
     RMS and 99th percentile of the change of class probabilities under noise ``nu``
     (median [min, max] over seeds), and the mean number of experts with positive weight. Test data
-    and noise are drawn as in :func:`compare_routers`, so the ``eta = 0`` row repeats its top-k numbers.
+    and noise are drawn as in :func:`compare_routers` (the same noise levels in the same order, ``nu``
+    appended if it is not one of them), so the ``eta = 0`` row repeats its top-k numbers.
     """
     nu = check_real("nu", nu, minimum=0.0)
     rows = []
@@ -472,8 +473,11 @@ def posthoc_smoothing(runs, etas, *, nu: float = 0.1, n_test: int = 1000):
             model = r["model"]
             xt, yt = two_moons(n_test, seed=r["seed"] + 1000, device=model.w1.device)
             f = model if eta == 0 else (lambda z, m=model, e=eta: m(z, eta=e))
-            q = noise_robustness(f, xt, yt, (0.0, nu), seed=r["seed"])
-            acc.append(q[0]["accuracy"]); rms.append(q[1]["rms"]); p99.append(q[1]["p99"])
+            levels = [0.0] + [z["nu"] for z in r["robustness"]]
+            levels += [] if nu in levels[1:] else [nu]
+            q = noise_robustness(f, xt, yt, levels, seed=r["seed"])
+            at = q[1 + levels[1:].index(nu)]
+            acc.append(q[0]["accuracy"]); rms.append(at["rms"]); p99.append(at["p99"])
             with torch.no_grad():
                 g = model.logits(xt)
             nbar.append(float(band_count(g, model.k, eta).float().mean()) if eta > 0 else float(model.k))
