@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from moe_theory.performance import LABELS, load_benchmark_results, population_table, sweep_time
+from moe_theory.performance import (LABELS, chapter_loops_table, load_benchmark_results, population_table,
+                                    sweep_time)
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results.json"
@@ -122,7 +123,23 @@ thread(s), torch {r['torch']}, measured {r['date']}, load average before
 {population_table(r).markdown}
 
 Target: at least 8x.
-{sweep_section()}"""
+{sweep_section()}{chapter_loops_section()}"""
+
+
+def chapter_loops_section(path: str | Path | None = None) -> str:
+    """The chapters' multi-seed loops (``chapter_loops_results.json``) as a Markdown section, if saved."""
+    path = Path(path) if path is not None else HERE / "chapter_loops_results.json"
+    if not path.exists():
+        return ""
+    r = json.loads(path.read_text())
+    return f"""
+## The chapters' multi-seed loops (`bench_chapter_loops.py`)
+
+{r['seeds']} seeds per setting, at each chapter's settings, {r['threads']} torch thread(s), torch {r['torch']},
+measured {r['date']}, load average before {tuple(round(v, 2) for v in r['load_before'])}.
+
+{chapter_loops_table(r).markdown}
+"""
 
 
 def sweep_section() -> str:

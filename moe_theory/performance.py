@@ -17,11 +17,13 @@ from .tables import ResultTable, result_table
 
 __all__ = ["RESULTS_PATH", "POPULATION_PATH", "LABELS", "load_benchmark_results", "machine_summary", "timing_table",
            "ratio_table", "plot_ratios", "auto_dispatch_choices", "load_population_results", "population_table",
-           "sweep_time"]
+           "sweep_time", "CHAPTER_LOOPS_PATH", "load_chapter_loops_results", "chapter_loops_table"]
 
 RESULTS_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "results.json"
 #: The population trainer's benchmark (``benchmarks/bench_population.py --save``).
 POPULATION_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "population_results.json"
+#: The chapters' multi-seed loops, one at a time against the population (``bench_chapter_loops.py --save``).
+CHAPTER_LOOPS_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "chapter_loops_results.json"
 
 #: Candidates in display order, with short labels.
 LABELS = {
@@ -165,6 +167,23 @@ def population_table(results: dict) -> ResultTable:
                           f"{results['P']} members, {results['steps']} steps"],
                          ["speed-up", f"{results['speedup']:.1f}x", ""]])
 
+
+
+def load_chapter_loops_results(path: str | Path | None = None) -> dict:
+    """The saved chapter-loops benchmark (default: ``benchmarks/chapter_loops_results.json``)."""
+    path = Path(path) if path is not None else CHAPTER_LOOPS_PATH
+    if not path.exists():
+        raise FileNotFoundError(f"no chapter-loops benchmark at {path}: run benchmarks/bench_chapter_loops.py --save")
+    return json.loads(path.read_text())
+
+
+def chapter_loops_table(results: dict) -> ResultTable:
+    """Each chapter's multi-seed experiment: seconds one seed at a time, as a population, and the ratio."""
+    if not isinstance(results, dict) or "rows" not in results:
+        raise ValueError("results must be a chapter-loops benchmark with a 'rows' entry")
+    return result_table(["chapter", "experiment", "one at a time (s)", "population (s)", "speed-up"],
+                        [[r["chapter"], r["experiment"], f"{r['sequential_s']:.1f}", f"{r['population_s']:.1f}",
+                          f"{r['sequential_s'] / r['population_s']:.1f}x"] for r in results["rows"]])
 
 
 def sweep_time(path: str | Path | None = None) -> dict:

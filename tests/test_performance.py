@@ -63,6 +63,20 @@ def test_population_table_bad_input():
         perf.population_table({"speedup": 2.0})
 
 
+def test_chapter_loops_table_reads_the_saved_benchmark_of_the_three_chapters(tmp_path):
+    from moe_theory import performance as perf
+
+    res = perf.load_chapter_loops_results()
+    assert [r["chapter"] for r in res["rows"]] == ["bayes", "coherence", "discontinuity"]
+    md = perf.chapter_loops_table(res).markdown
+    for r in res["rows"]:
+        assert f"{r['sequential_s'] / r['population_s']:.1f}x" in md
+    with pytest.raises(ValueError, match="chapter-loops benchmark with a 'rows' entry"):
+        perf.chapter_loops_table({"speedup": 2.0})
+    with pytest.raises(FileNotFoundError, match="bench_chapter_loops.py --save"):
+        perf.load_chapter_loops_results(tmp_path / "missing.json")
+
+
 def test_sweep_time_reads_the_saved_sweep_and_rejects_an_unfinished_one(tmp_path):
     from moe_theory.performance import sweep_time
 
