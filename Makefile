@@ -13,7 +13,7 @@ JB_FLAGS ?= -W -n --keep-going
 OMP_WAIT_POLICY ?= PASSIVE
 export OMP_WAIT_POLICY
 
-.PHONY: lab book test setup tests-only browser-deps clean clean-cache chapter-times chapter bench bench-quick experiments
+.PHONY: notebooks lab lab-setup lab-check book test setup tests-only browser-deps clean clean-cache chapter-times chapter bench bench-quick experiments
 
 $(BIN)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,11 +34,24 @@ book: setup
 # Run the chapters live: JupyterLab in the book's environment, the MyST chapters opening as notebooks
 # (jupytext; lab/overrides.json makes "Jupytext Notebook" their default viewer). LAB_ARGS: e.g. --no-browser.
 LAB_ARGS ?=
-lab: setup
+lab-setup: setup
 	$(BIN)/python -m pip install -q -r requirements-lab.txt
 	mkdir -p $(VENV)/share/jupyter/lab/settings
 	cp lab/overrides.json $(VENV)/share/jupyter/lab/settings/overrides.json
-	cd book && ../$(BIN)/jupyter lab $(LAB_ARGS)
+
+# As root (in a container) JupyterLab needs --allow-root: added then.
+lab: lab-setup
+	cd book && ../$(BIN)/jupyter lab $$( [ "$$(id -u)" = 0 ] && echo --allow-root ) $(LAB_ARGS)
+
+# What `make lab` gives a student, checked: a server in book/, every chapter opened as a notebook through
+# its REST API, Markdown's default viewer, the widget manager, and one chapter run as served.
+lab-check: lab-setup
+	$(BIN)/python scripts/check_lab.py --execute primer
+
+# The Colab button's notebooks: notebooks/<page>.ipynb from each executable page (commit them; a test
+# fails when one is stale).
+notebooks: setup
+	$(BIN)/python scripts/export_notebooks.py
 
 # Headless Chromium and its driver for the browser test (Debian/Ubuntu; needs root or sudo).
 browser-deps:

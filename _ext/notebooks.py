@@ -7,7 +7,11 @@
 2. **Launch.** A Binder button made from ``repository.url`` and ``repository.branch`` in
    ``_config.yml`` (the one place the repository is named), opening the page's MyST source in
    JupyterLab; ``binder/`` installs the library and jupytext and opens ``.md`` files as notebooks.
-   It is a plain link: nothing is loaded from outside the book until the reader clicks it.
+   For a GitHub repository also a Colab button: Colab opens only ``.ipynb`` files from GitHub, so
+   ``scripts/export_notebooks.py`` (``make notebooks``) commits ``notebooks/<page>.ipynb``, each the
+   page's cells after one setup cell that, in Colab only, clones the repository and installs the
+   library (:func:`colab_setup_source`); a test keeps them equal to the chapters. Both are plain
+   links: nothing is loaded from outside the book until the reader clicks one.
 3. **Thebe.** sphinx-thebe (always loaded by Jupyter Book) is pointed at the same repository, and
    its inline script that declares ``const THEBE_JS_URL`` is emitted once per page: it was emitted
    twice, and the second declaration threw a SyntaxError in the console of every page.
@@ -46,6 +50,51 @@ def binder_url(repo_url: str, branch: str, source: str) -> str:
     return f"{BINDER}/v2/{spec}?urlpath={quote('lab/tree/' + source, safe='/')}"
 
 
+COLAB = "https://colab.research.google.com"
+#: Where the Colab notebooks live in the repository (written by scripts/export_notebooks.py).
+NOTEBOOK_DIR = "notebooks"
+
+
+def colab_url(repo_url: str, branch: str, notebook: str) -> str | None:
+    """The Colab link that opens ``notebook`` (a path in the repository), or ``None`` off GitHub
+    (Colab opens notebooks from GitHub only)."""
+    if not repo_url.startswith("https://github.com/"):
+        return None
+    org_repo = repo_url.removeprefix("https://github.com/")
+    return f"{COLAB}/github/{org_repo}/blob/{quote(branch, safe='')}/{quote(notebook, safe='/')}"
+
+
+def colab_setup_source(repo_url: str, branch: str) -> str:
+    """The first cell of a Colab notebook: in Colab only, clone the book's repository (its saved
+    results come with it), install the library and the glue helper, and work in ``book/``."""
+    return f"""# Colab only: fetch the book's repository and install its library; elsewhere this does nothing
+import os, subprocess, sys
+if "google.colab" in sys.modules:
+    REPO = "/content/moe-theory"
+    if not os.path.isdir(REPO):
+        subprocess.run(["git", "clone", "--depth", "1", "-b", {branch!r},
+                        {repo_url!r}, REPO], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", REPO,
+                    "myst-nb"], check=True)
+    sys.path.insert(0, REPO)
+    os.chdir(os.path.join(REPO, "book"))"""
+
+
+def colab_notebook(source: Path, repo_url: str, branch: str):
+    """The Colab notebook of a MyST page: the setup cell, then the page's cells (no outputs)."""
+    import jupytext
+    from nbformat.v4 import new_code_cell
+
+    nb = jupytext.read(source)
+    cell = new_code_cell(colab_setup_source(repo_url, branch))
+    cell.metadata["tags"] = ["colab-setup"]
+    nb.cells.insert(0, cell)
+    for i, c in enumerate(nb.cells):  # stable ids: the same chapter gives the same file
+        c["id"] = f"cell-{i:03d}"
+    nb.nbformat, nb.nbformat_minor = 4, 5
+    return nb
+
+
 def _is_notebook(app, pagename: str) -> bool:
     return "kernelspec" in app.env.metadata.get(pagename, {})
 
@@ -80,13 +129,20 @@ def _add_launch_button(app, pagename: str, templatename, context, doctree) -> No
     url, branch, path = repository(app)
     source = f"{path}/{pagename}" if path else pagename
     suffix = Path(app.env.doc2path(pagename)).suffix
+    buttons = [{
+        "type": "link", "text": "Binder", "tooltip": "Run this page's notebook on Binder",
+        "icon": "_static/images/logo_binder.svg", "label": "launch-binder-button",
+        "url": binder_url(url, branch, source + suffix),
+    }]
+    colab = colab_url(url, branch, f"{NOTEBOOK_DIR}/{Path(pagename).name}.ipynb")
+    if colab is not None:
+        buttons.append({
+            "type": "link", "text": "Colab", "tooltip": "Run this page's notebook on Google Colab",
+            "icon": "_static/images/logo_colab.png", "label": "launch-colab-button", "url": colab,
+        })
     context["header_buttons"].append({
         "type": "group", "tooltip": "Run this page", "icon": "fas fa-rocket", "label": "launch-buttons",
-        "buttons": [{
-            "type": "link", "text": "Binder", "tooltip": "Run this page's notebook on Binder",
-            "icon": "_static/images/logo_binder.svg", "label": "launch-binder-button",
-            "url": binder_url(url, branch, source + suffix),
-        }],
+        "buttons": buttons,
     })
 
 
