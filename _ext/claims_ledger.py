@@ -4,6 +4,9 @@ It scans ``book/*.md`` for labelled ``prf:`` results and ``tests/`` for the test
 (:mod:`ledger_scan`, the traceability test's scan) and writes, as MyST parsed in place, a summary
 per chapter and one table per chapter: each result linked to its box, its kind, its status (proved
 here, proved in a cited source, the paper's claim, observed numerically, definition) and its tests.
+
+Linked both ways: each row carries an anchor ``ledger-<label>``, and in the HTML build every labelled
+result box of a chapter gets a small "ledger" link in its title to that row (``doctree-resolved``).
 """
 
 from __future__ import annotations
@@ -57,8 +60,17 @@ def ledger_markdown(results) -> list[str]:
                   "|---|---|---|"]
         for r in (r for r in results if r.chapter == ch):
             title = r.title.replace("|", "\\|")
-            lines.append(f"| {{prf:ref}}`{r.label}`: {title} | {r.status} | {_tests_cell(r.tests)} |")
+            anchor = f'<span id="{anchor_id(r.label)}"></span>'  # the box's back-link lands here
+            lines.append(f"| {anchor}{{prf:ref}}`{r.label}`: {title} | {r.status} | {_tests_cell(r.tests)} |")
     return lines
+
+
+LEDGER_DOC = "book/claims"
+
+
+def anchor_id(label: str) -> str:
+    """The id of a result's row in the ledger."""
+    return "ledger-" + nodes.make_id(label)
 
 
 class ClaimsLedger(SphinxDirective):
@@ -75,6 +87,30 @@ class ClaimsLedger(SphinxDirective):
         return [container]
 
 
+def _add_backlinks(app, doctree, docname: str) -> None:
+    """Append a "ledger" link to the title of every labelled result box that the ledger lists."""
+    if app.builder.format != "html" or docname == LEDGER_DOC or LEDGER_DOC not in app.env.found_docs:
+        return
+    chapter = Path(docname).name
+    if chapter not in CHAPTER_TITLES:
+        return
+    if not hasattr(app, "_ledger_labels"):
+        app._ledger_labels = {r.label for r in ledger_scan.scan_book(Path(app.srcdir))}
+    target = app.builder.get_relative_uri(docname, LEDGER_DOC)
+    for node in doctree.findall(nodes.Admonition):
+        label = node.get("label")
+        if not label or label not in app._ledger_labels or not node.children:
+            continue
+        title = node.children[0]
+        if not isinstance(title, nodes.title):
+            continue
+        ref = nodes.reference("", "ledger", internal=True, refuri=f"{target}#{anchor_id(label)}",
+                              classes=["ledger-backlink"])
+        ref["reftitle"] = "This result's row in the claims ledger: its status and the tests that check it"
+        title += ref
+
+
 def setup(app):
     app.add_directive("claims-ledger", ClaimsLedger)
+    app.connect("doctree-resolved", _add_backlinks)
     return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}

@@ -97,3 +97,38 @@ def test_tests_are_matched_by_normalised_label():
     assert ledger_scan.normalise("obs-mfd-best-of-5") == "obs_mfd_best_of_5"
     obs = next(r for r in ledger_scan.scan_book() if r.label == "obs-mfd-best-of-5-flat-in-d")
     assert obs.tests == ["test_experiments_manifold.py::test_obs_mfd_best_of_5_flat_in_d"]
+
+
+HTML = Path(__import__("os").environ.get("MOE_BOOK_HTML", str(ROOT / "_build" / "html")))
+
+
+def test_ledger_rows_carry_the_anchor_the_boxes_link_to():
+    results = [r for r in ledger_scan.scan_book() if r.chapter in claims_ledger.CHAPTER_TITLES]
+    lines = claims_ledger.ledger_markdown(results)
+    for r in results:
+        row = next(line for line in lines if f"{{prf:ref}}`{r.label}`" in line)
+        assert f'<span id="{claims_ledger.anchor_id(r.label)}"></span>' in row
+    assert claims_ledger.anchor_id("thm-trop-regions") == "ledger-thm-trop-regions"
+
+
+@__import__("pytest").mark.skipif(not (HTML / "book" / "claims.html").exists(), reason="the book is not built")
+def test_every_result_box_links_back_to_its_ledger_row_in_the_built_book():
+    import re
+
+    ledger = (HTML / "book" / "claims.html").read_text()
+    results = [r for r in ledger_scan.scan_book() if r.chapter in claims_ledger.CHAPTER_TITLES]
+    by_chapter = {}
+    for r in results:
+        by_chapter.setdefault(r.chapter, []).append(r)
+    missing = []
+    for chapter, rs in by_chapter.items():
+        page = (HTML / "book" / f"{chapter}.html").read_text()
+        links = re.findall(r'<a class="[^"]*ledger-backlink[^"]*" href="claims\.html#([^"]+)"', page)
+        links += re.findall(r'<a [^>]*href="claims\.html#([^"]+)"[^>]*class="[^"]*ledger-backlink', page)
+        for r in rs:
+            anchor = claims_ledger.anchor_id(r.label)
+            if anchor not in links:
+                missing.append(f"{chapter}: no back-link for {r.label}")
+            if f'id="{anchor}"' not in ledger:
+                missing.append(f"ledger: no row id {anchor}")
+    assert results and not missing, missing[:10]
