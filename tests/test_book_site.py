@@ -103,3 +103,56 @@ def test_result_table_html_keeps_numbers_whole_and_aligns_text_left():
     assert '<span style="white-space:nowrap">33%</span>' in html
     assert 'text-align:left">dense, equal width</td>' in html  # text wraps freely, left-aligned
     assert html.startswith('<div class="moe-table-scroll">')
+
+
+def test_result_table_markdown_is_a_gfm_table_that_survives_pipes_in_cells():
+    """The PDF shows a result table through its Markdown (parsed as GFM, _config.yml): a '|' inside a
+    header such as 'max |l_i - 1/N|' must not split the column."""
+    from markdown_it import MarkdownIt
+
+    from moe_theory import result_table
+
+    md = result_table(["rule", "max |l_i - 1/N|"], [["switch", 0.0254]]).markdown
+    html = MarkdownIt("gfm-like").render(md)
+    assert html.count("<th>") == 2 and html.count("<td>") == 2
+    assert "max |l_i - 1/N|" in html
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    assert config["sphinx"]["config"]["nb_render_markdown_format"] == "gfm"
+
+
+def test_pdf_settings_name_files_that_exist_and_the_macros_of_the_html():
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    sc = config["sphinx"]["config"]
+    assert sc["latex_engine"] == "xelatex"
+    for f in sc["latex_additional_files"]:
+        assert (ROOT / f).exists(), f
+    preamble = sc["latex_elements"]["preamble"]
+    for macro in sc["mathjax3_config"]["tex"]["macros"]:
+        assert f"\\{macro}" in preamble, f"\\{macro} is a MathJax macro without a LaTeX definition"
+
+
+def test_ledger_test_names_break_after_underscores_in_latex_only():
+    import importlib.util
+    import sys
+
+    from docutils import nodes
+
+    sys.path.insert(0, str(ROOT / "_ext"))
+    spec = importlib.util.spec_from_file_location("claims_ledger_ext", ROOT / "_ext" / "claims_ledger.py")
+    ext = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ext)
+
+    def tree():
+        box = nodes.container(classes=["claims-ledger"])
+        box += nodes.paragraph("", "", nodes.literal("", "test_prop_a_b"))
+        doc = nodes.section()
+        doc += box
+        return doc
+
+    latex = tree()
+    ext._breakable_test_names(SimpleNamespace(builder=SimpleNamespace(format="latex")), latex, "book/claims")
+    raw = list(latex.findall(nodes.raw))
+    assert [r.astext() for r in raw] == ["\\texttt{\\small test\\_\\allowbreak{}prop\\_\\allowbreak{}a\\_\\allowbreak{}b}"]
+    html = tree()
+    ext._breakable_test_names(SimpleNamespace(builder=SimpleNamespace(format="html")), html, "book/claims")
+    assert not list(html.findall(nodes.raw)) and list(html.findall(nodes.literal))

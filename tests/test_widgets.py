@@ -45,11 +45,12 @@ def test_explore_static_html_has_controls_default_frame_and_all_frames():
     assert re.search(r"https?://", html) is None  # needs nothing from the network
 
 
-def test_explore_mimebundle_has_static_html_and_readable_text():
-    ex = explore(_wave, freq=[1, 2])
+def test_explore_mimebundle_has_static_html_readable_text_and_the_default_frame_for_print():
+    ex = explore(_wave, freq=[1, 2], defaults={"freq": 2})
     bundle = ex._repr_mimebundle_()
     assert "text/html" in bundle and bundle["text/html"].startswith('<div class="moe-explore"')
-    assert bundle["text/plain"].startswith("Explorer(freq=1")
+    assert bundle["text/plain"].startswith("Explorer(freq=2")
+    assert base64.b64decode(bundle["image/png"]) == ex.png(freq=2)  # the PDF shows the default frame
     if "application/vnd.jupyter.widget-view+json" in bundle:
         assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"]
 
