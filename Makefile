@@ -13,7 +13,7 @@ JB_FLAGS ?= -W -n --keep-going
 OMP_WAIT_POLICY ?= PASSIVE
 export OMP_WAIT_POLICY
 
-.PHONY: notebooks lab lab-setup lab-check book test setup tests-only browser-deps clean clean-cache chapter-times chapter bench bench-quick experiments
+.PHONY: pdf pdf-deps notebooks lab lab-setup lab-check book test setup tests-only browser-deps clean clean-cache chapter-times chapter bench bench-quick experiments
 
 $(BIN)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,20 @@ lab-check: lab-setup
 # fails when one is stale).
 notebooks: setup
 	$(BIN)/python scripts/export_notebooks.py
+
+# The whole book as one PDF through LaTeX (XeLaTeX): _build/latex/moe-theory.pdf. Installs Debian's TeX Live
+# packages if missing (root or sudo). The chapters' outputs come from the execution cache of `make book`
+# (run it first, or the PDF build executes every chapter itself). Not part of CI.
+PDF_DEBS ?= texlive-xetex texlive-latex-extra texlive-fonts-recommended latexmk fonts-freefont-otf poppler-utils
+pdf-deps:
+	@if command -v xelatex >/dev/null && command -v latexmk >/dev/null && command -v pdftoppm >/dev/null \
+	  && fc-list | grep -q FreeSerif; then echo "TeX Live present"; \
+	else SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); $$SUDO apt-get update -q && \
+	  $$SUDO apt-get install -y -q $(PDF_DEBS); fi
+
+pdf: pdf-deps setup
+	env -u MPLBACKEND $(BIN)/jupyter-book build -n --keep-going --builder pdflatex .
+	@ls -l _build/latex/moe-theory.pdf && echo "PDF built: _build/latex/moe-theory.pdf"
 
 # Headless Chromium and its driver for the browser test (Debian/Ubuntu; needs root or sudo).
 browser-deps:
