@@ -110,7 +110,22 @@ def _add_backlinks(app, doctree, docname: str) -> None:
         title += ref
 
 
+def _breakable_test_names(app, doctree, docname: str) -> None:
+    """LaTeX only: let the ledger's long test names break after their underscores (in the PDF a name
+    such as ``test_prop_topk_invariance_shift_and_increasing_maps`` would run past the margin)."""
+    if app.builder.format != "latex":
+        return
+    for box in doctree.findall(nodes.container):
+        if "claims-ledger" not in box.get("classes", []):
+            continue
+        for lit in list(box.findall(nodes.literal)):
+            text = "".join(c if c.isalnum() else "\\" + c if c in "_#%&$" else c for c in lit.astext())
+            text = text.replace("\\_", "\\_\\allowbreak{}")
+            lit.replace_self(nodes.raw("", f"\\texttt{{\\small {text}}}", format="latex"))
+
+
 def setup(app):
     app.add_directive("claims-ledger", ClaimsLedger)
     app.connect("doctree-resolved", _add_backlinks)
+    app.connect("doctree-resolved", _breakable_test_names)
     return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}

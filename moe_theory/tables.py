@@ -33,8 +33,12 @@ class ResultTable:
 
     @property
     def markdown(self) -> str:
-        lines = ["| " + " | ".join(self.header) + " |", "|" + "---|" * len(self.header)]
-        return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in self.rows])
+        """A GitHub-flavoured Markdown table (what the PDF shows); a ``|`` inside a cell is escaped."""
+        def row(cells) -> str:
+            return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
+
+        lines = [row(self.header), "|" + "---|" * len(self.header)]
+        return "\n".join(lines + [row(r) for r in self.rows])
 
     def _repr_markdown_(self) -> str:
         return self.markdown

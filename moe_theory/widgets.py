@@ -173,6 +173,8 @@ class Explorer:
             "text/plain": f"Explorer({', '.join(f'{n}={self.defaults[n]!r}' for n in self.names)}; "
                           f"{len(self.frames)} precomputed frames)",
             "text/html": self.to_html(),
+            # the default frame as a plain image: what a static medium (the PDF) shows
+            "image/png": base64.b64encode(self.frames[self.index_of()]).decode(),
         }
         try:
             box = self.widget()
