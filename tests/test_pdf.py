@@ -98,3 +98,24 @@ def test_ledger_test_names_break_after_underscores_in_latex_only():
     html = _ledger_tree()
     ext._breakable_test_names(SimpleNamespace(builder=SimpleNamespace(format="html")), html, "book/claims")
     assert not list(html.findall(nodes.raw)) and list(html.findall(nodes.literal))
+
+
+def _proof_tree():
+    box = nodes.admonition(classes=["proof", "proof"])
+    box += nodes.paragraph("", "", nodes.Text("Proof. A sort is "), nodes.emphasis("", "stable"))
+    doc = nodes.section()
+    doc += box
+    return doc, box
+
+
+def test_latex_proof_boxes_get_the_title_proof_and_lose_the_prefix_html_unchanged():
+    spec = importlib.util.spec_from_file_location("latex_pdf_ext", ROOT / "_ext" / "latex_pdf.py")
+    ext = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ext)
+    doc, box = _proof_tree()
+    ext._title_proofs(SimpleNamespace(builder=SimpleNamespace(format="latex")), doc, "book/primer")
+    assert isinstance(box[0], nodes.title) and box[0].astext() == "Proof"
+    assert box[1].astext() == "A sort is stable"
+    doc, box = _proof_tree()
+    ext._title_proofs(SimpleNamespace(builder=SimpleNamespace(format="html")), doc, "book/primer")
+    assert not isinstance(box[0], nodes.title) and box.astext().startswith("Proof. ")
