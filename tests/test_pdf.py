@@ -119,3 +119,38 @@ def test_latex_proof_boxes_get_the_title_proof_and_lose_the_prefix_html_unchange
     doc, box = _proof_tree()
     ext._title_proofs(SimpleNamespace(builder=SimpleNamespace(format="html")), doc, "book/primer")
     assert not isinstance(box[0], nodes.title) and box.astext().startswith("Proof. ")
+
+
+def _table(n_rows, cells=("primer", "Renormalised weights are shift-invariant, Switch weights are not", "proof")):
+    table = nodes.table()
+    tgroup = nodes.tgroup(cols=len(cells))
+    table += tgroup
+    for _ in cells:
+        tgroup += nodes.colspec(colwidth=1)
+    body = nodes.tbody()
+    tgroup += body
+    for _ in range(n_rows):
+        row = nodes.row()
+        for c in cells:
+            row += nodes.entry("", nodes.paragraph("", c))
+        body += row
+    doc = nodes.section()
+    doc += table
+    return doc, table
+
+
+def test_long_latex_tables_get_column_widths_from_their_cells_short_and_html_ones_do_not():
+    spec = importlib.util.spec_from_file_location("latex_pdf_ext", ROOT / "_ext" / "latex_pdf.py")
+    ext = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ext)
+    latex = SimpleNamespace(builder=SimpleNamespace(format="latex"))
+    doc, table = _table(40)
+    ext._widths_for_long_tables(latex, doc, "book/instructors")
+    assert "colwidths-given" in table["classes"]
+    assert [c["colwidth"] for c in table.findall(nodes.colspec)] == [6, ext.WIDTH_CAP, 5]
+    doc, table = _table(10)
+    ext._widths_for_long_tables(latex, doc, "book/instructors")
+    assert "colwidths-given" not in table["classes"]
+    doc, table = _table(40)
+    ext._widths_for_long_tables(SimpleNamespace(builder=SimpleNamespace(format="html")), doc, "book/instructors")
+    assert "colwidths-given" not in table["classes"]
