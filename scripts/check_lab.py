@@ -6,7 +6,8 @@ REST API checks that
 1. every executable page (`*.md` with a kernelspec) opens as a *notebook* through jupytext's
    contents manager, with the chapter's cells;
 2. JupyterLab's default viewer for Markdown is "Jupytext Notebook" (lab/overrides.json), so a double
-   click opens a chapter as a notebook, and the widget manager extension is installed;
+   click opens a chapter as a notebook, the widget manager extension is installed, and JupyterLab
+   neither checks for updates nor fetches its news feed (no network unasked);
 3. optionally (``--execute NAME``) the notebook the server returned for one chapter runs top to bottom
    in the book's kernel (nbclient, working directory ``book/``);
 
@@ -86,6 +87,11 @@ def main(argv=None) -> int:
         ok = viewers.get("markdown") == "Jupytext Notebook"
         print(f"default viewer for Markdown: {viewers.get('markdown')!r}: {'ok' if ok else 'FAILED'}")
         failures += [] if ok else ["defaultViewers"]
+        # nothing reaches outside the machine unasked: no update check, no news feed (lab/overrides.json)
+        note = _get(f"{base}/lab/api/settings/@jupyterlab/apputils-extension:notification")["schema"]["properties"]
+        ok = note["checkForUpdates"].get("default") is False and note["fetchNews"].get("default") == "false"
+        print(f"no update check, no news feed: {'ok' if ok else 'FAILED'}")
+        failures += [] if ok else ["notification"]
         exts = subprocess.run([str(BIN / "jupyter"), "labextension", "list"], capture_output=True, text=True)
         ok = "@jupyter-widgets/jupyterlab-manager" in exts.stdout + exts.stderr
         print(f"widget manager (ipywidgets live): {'ok' if ok else 'FAILED'}")

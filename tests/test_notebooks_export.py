@@ -90,8 +90,16 @@ def test_launch_group_has_binder_and_colab_links_from_the_configured_repository(
 
 
 @pytest.mark.skipif(not (HTML / "book" / "primer.html").exists(), reason="the book is not built (make book)")
-def test_built_chapter_pages_offer_the_colab_link():
+def test_built_chapter_pages_offer_binder_and_colab_links_to_the_configured_repository():
+    import re
+
     url, branch = export.repository()
     for page in export.executable_pages():
         text = (HTML / "book" / f"{page.stem}.html").read_text()
-        assert notebooks.colab_url(url, branch, f"notebooks/{page.stem}.ipynb") in text, page.stem
+        group = re.search(r'<div class="dropdown dropdown-launch-buttons">.*?</ul>', text, re.S)
+        assert group, f"{page.stem}: no launch menu"
+        links = re.findall(r'href="([^"]+)"', group.group(0))
+        binder = notebooks.binder_url(url, branch, f"{page.relative_to(ROOT).as_posix()}")
+        colab = notebooks.colab_url(url, branch, f"notebooks/{page.stem}.ipynb")
+        assert binder in links and colab in links, (page.stem, links)
+        assert (ROOT / "notebooks" / f"{page.stem}.ipynb").exists()
