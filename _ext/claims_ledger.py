@@ -112,12 +112,16 @@ def _add_backlinks(app, doctree, docname: str) -> None:
 
 def _breakable_test_names(app, doctree, docname: str) -> None:
     """LaTeX only: let the ledger's long test names break after their underscores (in the PDF a name
-    such as ``test_prop_topk_invariance_shift_and_increasing_maps`` would run past the margin)."""
+    such as ``test_prop_topk_invariance_shift_and_increasing_maps`` would run past the margin), and
+    let its tables break across pages (a tall unbreakable table left a near-empty page before it)."""
     if app.builder.format != "latex":
         return
     for box in doctree.findall(nodes.container):
         if "claims-ledger" not in box.get("classes", []):
             continue
+        for table in box.findall(nodes.table):  # may break across pages: no near-empty page before a tall one
+            if "longtable" not in table["classes"]:
+                table["classes"].append("longtable")
         for lit in list(box.findall(nodes.literal)):
             text = "".join(c if c.isalnum() else "\\" + c if c in "_#%&$" else c for c in lit.astext())
             text = text.replace("\\_", "\\_\\allowbreak{}")

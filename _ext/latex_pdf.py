@@ -3,7 +3,7 @@
 sphinx-proof gives a proof's box no title and starts its text with "Proof. "; in LaTeX that box gets an
 empty title bar. Here the box is titled "Proof" and the prefix dropped from its first paragraph.
 
-A table of more than 30 rows becomes a longtable, whose columns Sphinx sets at their natural width
+A table of more than 30 rows (or with the class ``longtable``, as the claims ledger's) becomes a longtable, whose columns Sphinx sets at their natural width
 (``l``), so a long one runs past the margin (the instructors' list of exercises). Such a table without
 given widths gets widths in proportion to its columns' longest cells, capped: wrapping columns.
 """
@@ -42,7 +42,8 @@ def _widths_for_long_tables(app, doctree, docname: str) -> None:
             continue
         rows = list(tgroup.findall(nodes.row))
         specs = [c for c in tgroup.children if isinstance(c, nodes.colspec)]
-        if len(rows) <= LONGTABLE_ROWS or any(len(r.children) != len(specs) for r in rows):
+        long = len(rows) > LONGTABLE_ROWS or "longtable" in table["classes"]  # the ledger's are made long
+        if not long or any(len(r.children) != len(specs) for r in rows):
             continue  # short (tabulary balances it) or with merged cells: left as Sphinx sets it
         for j, spec in enumerate(specs):
             spec["colwidth"] = max(4, min(WIDTH_CAP, max(len(r[j].astext()) for r in rows)))

@@ -95,6 +95,11 @@ def test_ledger_test_names_break_after_underscores_in_latex_only():
     ext._breakable_test_names(SimpleNamespace(builder=SimpleNamespace(format="latex")), latex, "book/claims")
     raw = [r.astext() for r in latex.findall(nodes.raw)]
     assert raw == ["\\texttt{\\small test\\_\\allowbreak{}prop\\_\\allowbreak{}a\\_\\allowbreak{}b}"]
+    table = nodes.table()
+    box = next(latex.findall(nodes.container))
+    box += table
+    ext._breakable_test_names(SimpleNamespace(builder=SimpleNamespace(format="latex")), latex, "book/claims")
+    assert "longtable" in table["classes"]  # the ledger's tables may break across pages
     html = _ledger_tree()
     ext._breakable_test_names(SimpleNamespace(builder=SimpleNamespace(format="html")), html, "book/claims")
     assert not list(html.findall(nodes.raw)) and list(html.findall(nodes.literal))
