@@ -86,3 +86,25 @@ def test_exec_table_status_column_is_text_not_emoji():
         execution_tables._key2transform.clear()
         execution_tables._key2transform.update(original)
     assert cells == ["ran", "failed", "failed"] and all(c.isascii() for c in cells)
+
+
+def unlabelled_displays(text: str) -> list[int]:
+    """Line numbers of display equations (``$$`` ... ``$$``) whose closing line carries no ``(label)``."""
+    out, opened, in_code = [], False, False
+    for i, line in enumerate(text.split("\n"), start=1):
+        if line.startswith("```{code-cell}"):
+            in_code = True
+        elif in_code and line.startswith("```"):
+            in_code = False
+        if in_code or not line.startswith("$$"):
+            continue
+        if opened and not re.fullmatch(r"\$\$ \([\w-]+\)\s*", line):
+            out.append(i)
+        opened = not opened
+    return out
+
+
+def test_every_display_equation_is_labelled_so_html_and_pdf_number_it():
+    missing = {p.name: unlabelled_displays(p.read_text()) for p in sorted(BOOK.glob("*.md"))}
+    assert not {k: v for k, v in missing.items() if v}, missing
+    assert unlabelled_displays("a\n$$\nx = 1\n$$\n\n$$\ny\n$$ (eq-y)\n") == [4]
