@@ -45,3 +45,21 @@ def test_the_scans_catch_an_uncited_entry_and_a_dangling_citation():
     entries = bib_entries(bib)
     assert set(entries) == {"a2020", "b2021"}
     assert cited_keys("see {cite}`a2020, c2022` and {cite:p}`a2020`") == {"a2020", "c2022"}
+
+
+def test_bibliography_labels_are_the_author_year_citations_and_unique():
+    """The list's labels read as the text cites ("Fedus et al., 2022"), one per entry (two papers of one
+    author and year are told apart by 2019a/2019b in the year field)."""
+    import importlib.util
+
+    from pybtex.database import parse_file
+
+    spec = importlib.util.spec_from_file_location("bib_labels", ROOT / "_ext" / "bib_labels.py")
+    ext = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ext)
+    entries = parse_file(str(BIB)).entries
+    labels = {key: ext.author_year_label(e) for key, e in entries.items()}
+    assert labels["hanin2019complexity"] == "Hanin and Rolnick, 2019a"
+    assert labels["fedus2022switch"] == "Fedus et al., 2022"
+    dup = sorted(k for k in labels if list(labels.values()).count(labels[k]) > 1)
+    assert not dup, f"entries with the same label: {dup}"
