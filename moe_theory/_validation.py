@@ -207,6 +207,26 @@ def check_seed(name: str, value: Any) -> int:
     return check_int(name, value, minimum=0)
 
 
+def check_seeds(name: str, seeds: Any) -> list[int]:
+    """A non-empty sequence of seeds (each :func:`check_seed`), as a list."""
+    if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__iter__"):
+        raise TypeError(f"{name} must be a sequence of ints, got {type(seeds).__name__}")
+    out = [check_seed(name, s) for s in seeds]
+    if not out:
+        raise ValueError(f"{name} must hold at least one seed, got an empty sequence")
+    return out
+
+
+def per_seed(name: str, value: Any, n: int) -> list:
+    """``value`` for each of ``n`` seeds: one number repeated, or a sequence of exactly ``n``."""
+    if np.isscalar(value):
+        return [value] * n
+    value = list(value)
+    if len(value) != n:
+        raise ValueError(f"{name} must be one number or one per seed ({n}), got {len(value)} values")
+    return value
+
+
 def check_rng(rng: Any, *, name: str = "rng") -> np.random.Generator:
     """Return a :class:`numpy.random.Generator` from a seed or a Generator.
 

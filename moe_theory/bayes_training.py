@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ._validation import (check_choice, check_k, check_positive_int, check_positive_real, check_real,
-                          check_rng, check_seed, check_tensor)
+                          check_rng, check_seed, check_seeds, check_tensor, per_seed)
 from .balancing import (aux_free_bias_update, biased_topk_route, importance_loss, router_z_loss,
                         switch_load_balancing_loss)
 from .device import resolve_device
@@ -219,15 +219,6 @@ def train_routed_moe(x, t, *, balance: str = "none", lam: float = 0.01, tau: flo
                           beta.cpu().numpy(), model)
 
 
-def _per_member(name: str, value, P: int) -> list[float]:
-    if np.isscalar(value):
-        return [value] * P
-    value = list(value)
-    if len(value) != P:
-        raise ValueError(f"{name} must be one number or one per seed ({P}), got {len(value)} values")
-    return value
-
-
 def train_routed_population(x, t, *, seeds, balance: str = "none", lam=0.01, tau=1.0, k: int = 1,
                             n_experts: int = 4, d_hidden: int = 8, steps: int = 300, lr: float = 0.02,
                             gamma: float = 0.02, log_every: int = 10, x_test=None, t_test=None,
@@ -245,17 +236,13 @@ def train_routed_population(x, t, *, seeds, balance: str = "none", lam=0.01, tau
     -------
     list of RoutingHistory, one per seed, in the order of ``seeds``.
     """
-    from .population import fit_population
+    from .population import expert_counts, fit_population
 
     balance = check_choice("balance", balance, BALANCE_RULES)
-    if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__iter__"):
-        raise TypeError(f"seeds must be a sequence of seeds, got {type(seeds).__name__}")
-    seeds = [check_seed("seeds", s) for s in seeds]
-    if not seeds:
-        raise ValueError("seeds must hold at least one seed, got none")
+    seeds = check_seeds("seeds", seeds)
     P = len(seeds)
-    lams = [check_real("lam", v, minimum=0.0) for v in _per_member("lam", lam, P)]
-    taus = [check_positive_real("tau", v) for v in _per_member("tau", tau, P)]
+    lams = [check_real("lam", v, minimum=0.0) for v in per_seed("lam", lam, P)]
+    taus = [check_positive_real("tau", v) for v in per_seed("tau", tau, P)]
     gamma = check_real("gamma", gamma, minimum=0.0)
     steps, log_every = check_positive_int("steps", steps), check_positive_int("log_every", log_every)
     lr = check_positive_real("lr", lr)
@@ -277,13 +264,11 @@ def train_routed_population(x, t, *, seeds, balance: str = "none", lam=0.01, tau
         done = step - 1  # the forward pass ran on the weights after ``done`` updates
         if done % log_every and done != steps:
             return
-        p = _softmax_experts(st.logits.detach().double())  # (Pc, N, T)
+        p = torch.softmax(st.logits.detach().double(), 1)  # (Pc, N, T): softmax over the experts
         hzx = -torch.special.xlogy(p, p).sum(1).mean(1)  # (Pc,)
         Pbar = p.mean(2)  # (Pc, N)
         hp = -torch.special.xlogy(Pbar, Pbar).sum(1)
-        counts = torch.zeros(p.shape[0], n_experts, dtype=torch.float64, device=p.device).scatter_add_(
-            1, st.indices.reshape(p.shape[0], -1), torch.ones(st.indices.reshape(p.shape[0], -1).shape,
-                                                             dtype=torch.float64, device=p.device))
+        counts = expert_counts(st.indices, n_experts)  # (Pc, N)
         for j, i in enumerate(st.members):
             log = logs[i]
             log["steps"].append(done), log["mse"].append(float(st.loss[j])), log["hzx"].append(float(hzx[j]))
@@ -310,11 +295,6 @@ def train_routed_population(x, t, *, seeds, balance: str = "none", lam=0.01, tau
                                   np.array(log["hzx"]), np.array(log["hp"]), np.array(log["mi"]), test_mse,
                                   beta.cpu().numpy(), model))
     return out
-
-
-def _softmax_experts(g: torch.Tensor) -> torch.Tensor:
-    """Softmax over axis 1 (the experts) of logits ``(P, N, T)``."""
-    return torch.softmax(g, 1)
 
 
 @dataclass

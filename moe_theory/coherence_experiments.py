@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ._validation import check_choice, check_int, check_k, check_positive_int, check_real, check_rng, check_seed
+from ._validation import (check_choice, check_int, check_k, check_positive_int, check_real, check_rng, check_seed,
+                          check_seeds, per_seed)
 from .coherence import (_energy, _exhaustive, _omp, _threshold, adversarial_dictionary, equiangular_dictionary,
                         normalize_columns, orthogonality_penalty)
 from .device import resolve_device
@@ -269,15 +270,8 @@ def train_penalised_population(lam, seeds, config: PenaltyConfig = PenaltyConfig
     """
     from .population import fit_population
 
-    if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__iter__"):
-        raise TypeError(f"seeds must be a sequence of seeds, got {type(seeds).__name__}")
-    seeds = [check_seed("seeds", s) for s in seeds]
-    if not seeds:
-        raise ValueError("seeds must hold at least one seed, got none")
-    lams = [lam] * len(seeds) if np.isscalar(lam) else list(lam)
-    if len(lams) != len(seeds):
-        raise ValueError(f"lam must be one number or one per seed ({len(seeds)}), got {len(lams)} values")
-    lams = [check_real("lam", v, minimum=0.0) for v in lams]
+    seeds = check_seeds("seeds", seeds)
+    lams = [check_real("lam", v, minimum=0.0) for v in per_seed("lam", lam, len(seeds))]
     device = resolve_device("cpu" if device is None else device)
     dtype = torch.float32 if dtype is None else dtype
     (x, t), (xt, tt) = _data(config, device, dtype)

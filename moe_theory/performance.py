@@ -145,12 +145,17 @@ def auto_dispatch_choices(results: dict, *, device=None) -> dict[str, str]:
     return out
 
 
+def _load_saved(path, default: Path, what: str, script: str) -> dict:
+    """A benchmark's saved json (``default`` unless ``path``), or a FileNotFoundError naming its command."""
+    path = Path(path) if path is not None else default
+    if not path.exists():
+        raise FileNotFoundError(f"no {what} benchmark at {path}: run benchmarks/{script} --save")
+    return json.loads(path.read_text())
+
+
 def load_population_results(path: str | Path | None = None) -> dict:
     """The saved population benchmark (default: ``benchmarks/population_results.json``)."""
-    path = Path(path) if path is not None else POPULATION_PATH
-    if not path.exists():
-        raise FileNotFoundError(f"no population benchmark at {path}: run benchmarks/bench_population.py --save")
-    return json.loads(path.read_text())
+    return _load_saved(path, POPULATION_PATH, "population", "bench_population.py")
 
 
 def population_table(results: dict) -> ResultTable:
@@ -168,13 +173,9 @@ def population_table(results: dict) -> ResultTable:
                          ["speed-up", f"{results['speedup']:.1f}x", ""]])
 
 
-
 def load_chapter_loops_results(path: str | Path | None = None) -> dict:
     """The saved chapter-loops benchmark (default: ``benchmarks/chapter_loops_results.json``)."""
-    path = Path(path) if path is not None else CHAPTER_LOOPS_PATH
-    if not path.exists():
-        raise FileNotFoundError(f"no chapter-loops benchmark at {path}: run benchmarks/bench_chapter_loops.py --save")
-    return json.loads(path.read_text())
+    return _load_saved(path, CHAPTER_LOOPS_PATH, "chapter-loops", "bench_chapter_loops.py")
 
 
 def chapter_loops_table(results: dict) -> ResultTable:

@@ -39,7 +39,7 @@ from ._validation import (check_bool, check_choice, check_int, check_positive_in
 from .device import resolve_device
 from .layers import MoE, topk_route
 
-__all__ = ["PopulationResult", "PopulationState", "fit_population", "population_chunk_size"]
+__all__ = ["PopulationResult", "PopulationState", "fit_population", "population_chunk_size", "expert_counts"]
 
 #: Offset between a member's data seed and the seed of its remedy generator (noise, revived units).
 _REMEDY_SEED_OFFSET = 7_919_000
@@ -65,6 +65,25 @@ def _softmax1(g: torch.Tensor) -> torch.Tensor:
     return e / e.sum(1, keepdim=True)
 
 
+def _check_members(models, cls, what: str, signature) -> None:
+    """Every member is a ``cls`` with the architecture (``signature``) of ``models[0]``."""
+    sig = signature(models[0])
+    for i, m in enumerate(models):
+        if not isinstance(m, cls):
+            raise TypeError(f"models[{i}] must be {what} like models[0], got {type(m).__name__}")
+        if signature(m) != sig:
+            raise ValueError(f"models[{i}] must have the architecture of models[0]: {sig}, got {signature(m)}")
+
+
+def expert_counts(indices: torch.Tensor, n_experts: int) -> torch.Tensor:
+    """Tokens (token, slot pairs) each expert received, per member: ``indices (P, k, B) -> (P, N)``,
+    float64, on the indices' device."""
+    P = indices.shape[0]
+    flat = indices.reshape(P, -1)
+    return torch.zeros(P, n_experts, dtype=torch.float64, device=indices.device).scatter_add_(
+        1, flat, torch.ones(flat.shape, dtype=torch.float64, device=indices.device))
+
+
 class _MoEFamily:
     """Stacked MoE members: gate ``(P, N, D)`` (+ bias ``(P, N)``), experts ``w1 (P, N, H, D)``,
     ``b1 (P, N, H)``, ``w2 (P, N, O, H)``, ``b2 (P, N, O)``."""
@@ -84,13 +103,7 @@ class _MoEFamily:
         self.router = m0.router_kind
         self.weighting = getattr(m0.router, "weighting", "softmax")
         self.act = _MOE_ACTIVATIONS[m0.activation]
-        sig = self._signature(m0)
-        for i, m in enumerate(models):
-            if not isinstance(m, MoE):
-                raise TypeError(f"models[{i}] must be an MoE like models[0], got {type(m).__name__}")
-            if self._signature(m) != sig:
-                raise ValueError(f"models[{i}] must have the architecture of models[0]: {sig}, "
-                                 f"got {self._signature(m)}")
+        _check_members(models, MoE, "an MoE", self._signature)
         self.names = [n for n in ("router.weight", "router.bias", "w1", "b1", "w2", "b2") if n in _named(m0)]
         shapes = {"router.weight": (self.N, self.D), "router.bias": (self.N,), "w1": (self.N, self.H, self.D),
                   "b1": (self.N, self.H), "w2": (self.N, self.O, self.H), "b2": (self.N, self.O)}
@@ -135,8 +148,6 @@ class _MoEFamily:
         written out (torch's kernel is slow on a short axis).
         """
         p = dict(zip(self.names, params))
-        P, B, _ = x.shape
-        N, H, O = self.N, self.H, self.O
         xT = x.transpose(1, 2)  # (P, D, B)
         g = torch.bmm(p["router.weight"], xT)  # (P, N, B)
         if "router.bias" in p:
@@ -198,10 +209,8 @@ class _MoEFamily:
         return N * (f * probs).sum(1)
 
     def counts(self, idx: torch.Tensor) -> torch.Tensor:
-        """Tokens (token, slot pairs) each expert received, per member, shape (P, N), in idx's device."""
-        P = idx.shape[0]
-        return torch.zeros(P, self.N, dtype=torch.float64, device=idx.device).scatter_add_(
-            1, idx.reshape(P, -1), torch.ones(idx.reshape(P, -1).shape, dtype=torch.float64, device=idx.device))
+        """Tokens (token, slot pairs) each expert received, per member, shape (P, N): :func:`expert_counts`."""
+        return expert_counts(idx, self.N)
 
     def loads(self, info: dict) -> torch.Tensor:
         """Fraction of (token, slot) pairs each expert received, per member, shape (P, N): with a dense
@@ -325,13 +334,7 @@ class _SmoothFamily(_MoEFamily):
         self.router = m0.router  # "topk" or "smooth"
         self.weighting = "renormalized"
         self.act = F.relu
-        sig = self._signature(m0)
-        for i, m in enumerate(models):
-            if not isinstance(m, SmoothMoE):
-                raise TypeError(f"models[{i}] must be a SmoothMoE like models[0], got {type(m).__name__}")
-            if self._signature(m) != sig:
-                raise ValueError(f"models[{i}] must have the architecture of models[0]: {sig}, "
-                                 f"got {self._signature(m)}")
+        _check_members(models, SmoothMoE, "a SmoothMoE", self._signature)
         self.names = ["router.weight", "router.bias", "w1", "b1", "w2", "b2"] + (
             ["theta"] if self.router == "smooth" else [])
 
@@ -587,12 +590,10 @@ def fit_population(models: Sequence[nn.Module], x: torch.Tensor | None = None, y
     if len({json.dumps(k) for k in keys}) != P:
         raise ValueError("keys must be distinct, got repeated keys")
     steps = check_positive_int("steps", steps)
-    lrs = [check_positive_real("lr", v) for v in (_as_list("lr", lr, P) if not np.isscalar(lr) else [lr] * P)]
-    aux_weight = [check_real("aux_weight", v, minimum=0.0) for v in
-                  (_as_list("aux_weight", aux_weight, P) if not np.isscalar(aux_weight) else [aux_weight] * P)]
+    lrs = [check_positive_real("lr", v) for v in _broadcast("lr", lr, P)]
+    aux_weight = [check_real("aux_weight", v, minimum=0.0) for v in _broadcast("aux_weight", aux_weight, P)]
     taus = [check_positive_real("router_temperature", v) for v in
-            (_as_list("router_temperature", router_temperature, P) if not np.isscalar(router_temperature)
-             else [router_temperature] * P)]
+            _broadcast("router_temperature", router_temperature, P)]
     loss = check_choice("loss", loss, ("mse", "cross_entropy"))
     aux_loss = check_choice("aux_loss", aux_loss, ("switch", "z_loss", "importance"))
     bias_update = check_real("bias_update", bias_update, minimum=0.0)
@@ -685,6 +686,11 @@ def _as_list(name: str, value, P: int) -> list:
     if len(value) != P:
         raise ValueError(f"{name} must have one entry per member: length P (= {P}), got length {len(value)}")
     return value
+
+
+def _broadcast(name: str, value, P: int) -> list:
+    """One value for every member, or one per member (checked by :func:`_as_list`)."""
+    return [value] * P if np.isscalar(value) else _as_list(name, value, P)
 
 
 def _check_data(x, y, sampler, P, family, device, dtype, loss="mse"):

@@ -11,7 +11,7 @@ import math
 import numpy as np
 import torch
 
-from ._validation import (check_choice, check_dtype, check_int, check_k, check_positive_int, check_real, check_seed,
+from ._validation import (check_choice, check_dtype, check_int, check_k, check_positive_int, check_real, check_seed, check_seeds,
                           check_tensor)
 from .device import resolve_device
 from .layers import MoE
@@ -163,11 +163,7 @@ def train_toy_moes(seeds, *, n_experts: int = 4, k: int = 1, d_hidden: int = 16,
     """
     from .population import fit_population  # the population machinery, only when used
 
-    if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__iter__"):
-        raise TypeError(f"seeds must be a sequence of ints, got {type(seeds).__name__}")
-    seeds = [check_seed("seeds", s) for s in seeds]
-    if not seeds:
-        raise ValueError("seeds must hold at least one seed, got an empty sequence")
+    seeds = check_seeds("seeds", seeds)
     n_experts = check_positive_int("n_experts", n_experts)
     k = check_k(k, n_experts)
     device = resolve_device(device)

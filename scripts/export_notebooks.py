@@ -44,7 +44,8 @@ def executable_pages() -> list[Path]:
     pages = []
     for f in files:
         path = ROOT / f"{f}.md"
-        head = path.read_text().split("---", 2)[1] if path.read_text().startswith("---") else ""
+        text = path.read_text()
+        head = text.split("---", 2)[1] if text.startswith("---") else ""
         if "kernelspec" in head:
             pages.append(path)
     return pages

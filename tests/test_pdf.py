@@ -105,6 +105,13 @@ def test_ledger_test_names_break_after_underscores_in_latex_only():
     assert not list(html.findall(nodes.raw)) and list(html.findall(nodes.literal))
 
 
+def _latex_pdf_ext():
+    spec = importlib.util.spec_from_file_location("latex_pdf_ext", ROOT / "_ext" / "latex_pdf.py")
+    ext = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ext)
+    return ext
+
+
 def _proof_tree():
     box = nodes.admonition(classes=["proof", "proof"])
     box += nodes.paragraph("", "", nodes.Text("Proof. A sort is "), nodes.emphasis("", "stable"))
@@ -114,9 +121,7 @@ def _proof_tree():
 
 
 def test_latex_proof_boxes_get_the_title_proof_and_lose_the_prefix_html_unchanged():
-    spec = importlib.util.spec_from_file_location("latex_pdf_ext", ROOT / "_ext" / "latex_pdf.py")
-    ext = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ext)
+    ext = _latex_pdf_ext()
     doc, box = _proof_tree()
     ext._title_proofs(SimpleNamespace(builder=SimpleNamespace(format="latex")), doc, "book/primer")
     assert isinstance(box[0], nodes.title) and box[0].astext() == "Proof"
@@ -145,9 +150,7 @@ def _table(n_rows, cells=("primer", "Renormalised weights are shift-invariant, S
 
 
 def test_long_latex_tables_get_column_widths_from_their_cells_short_and_html_ones_do_not():
-    spec = importlib.util.spec_from_file_location("latex_pdf_ext", ROOT / "_ext" / "latex_pdf.py")
-    ext = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ext)
+    ext = _latex_pdf_ext()
     latex = SimpleNamespace(builder=SimpleNamespace(format="latex"))
     doc, table = _table(40)
     ext._widths_for_long_tables(latex, doc, "book/instructors")
